@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+import { runDoctor } from './doctor';
+
+const USAGE = `usage: torch-dpo <command> [options]
+
+commands:
+  doctor [--json]   libtorch, CUDA, threads, BLAS and addon facts of this machine
+  help              this text
+`;
+
+type Command = (args: string[]) => number | Promise<number>;
+const COMMANDS: Record<string, Command> = {
+  doctor: runDoctor,
+  help: () => {
+    process.stdout.write(USAGE);
+    return 0;
+  },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name = 'help', ...rest] = argv;
+  const command = COMMANDS[name === '--help' || name === '-h' ? 'help' : name];
+  if (!command) {
+    process.stderr.write(`torch-dpo: unknown command '${name}'\n${USAGE}`);
+    return 2;
+  }
+  if (rest.includes('--help') && name !== 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  return command(rest);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => {
+      process.stderr.write(`torch-dpo: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

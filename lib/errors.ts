@@ -1,0 +1,46 @@
+/** Every error torch-dpo throws on purpose is a TorchDpoError; `code` is stable across releases. */
+export class TorchDpoError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** libtorch refused an operation (shape mismatch, bad device, out of memory, ...). */
+export class NativeError extends TorchDpoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_NATIVE', options);
+  }
+}
+
+/** The addon could not be found or loaded; the message says what to run or set. */
+export class AddonLoadError extends TorchDpoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_ADDON_LOAD', options);
+  }
+}
+
+/** A Tensor (or other native object) was used after dispose(). */
+export class DisposedError extends TorchDpoError {
+  constructor(what: string) {
+    super(`${what} was disposed: it can no longer be used`, 'ERR_DISPOSED');
+  }
+}
+
+/** Invalid configuration, caught at the boundary before any compute. */
+export class ConfigError extends TorchDpoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_CONFIG', options);
+  }
+}
+
+/** Invalid input data; the message names the file, line and field. */
+export class DataError extends TorchDpoError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_DATA', options);
+  }
+}

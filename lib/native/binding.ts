@@ -1,0 +1,76 @@
+/**
+ * The complete typed interface of the native addon (native/*.cc). Nothing else in torch-dpo touches
+ * the addon untyped: import `native()` from here.
+ */
+import { loadAddon, type LoadedAddon } from './loader';
+
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int32' | 'int64' | 'uint8' | 'bool';
+
+/** Host copies of tensor data, by dtype (float16/bfloat16 come back as raw 16-bit words). */
+export type HostArray = Float32Array | Float64Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
+
+/** The handle class behind Tensor. Methods that do ATen work return Promises (run off the JS thread). */
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly numel: number;
+  readonly requiresGrad: boolean;
+  readonly disposed: boolean;
+  dispose(): void;
+  detach(): NativeTensor;
+  to(device: string | undefined, dtype: DType | undefined, gradEnabled: boolean): Promise<NativeTensor>;
+  toTypedArray(): Promise<HostArray>;
+  item(): Promise<number | bigint | boolean>;
+  backward(gradient: NativeTensor | undefined, retainGraph: boolean): Promise<void>;
+  grad(): Promise<NativeTensor | null>;
+  setRequiresGrad(flag: boolean): Promise<void>;
+}
+
+export type OpAttrValue = number | bigint | boolean | string | number[];
+export type OpAttrs = Record<string, OpAttrValue | undefined>;
+
+export interface NativeVersion {
+  torch: string;
+  napi: number;
+  cxx11Abi: boolean;
+  cudaBuild: boolean;
+}
+
+export interface NativeMemory {
+  liveTensors: number;
+  liveBytes: number;
+  cuda: { device: number; allocatedBytes: number; reservedBytes: number; peakAllocatedBytes: number }[];
+}
+
+export interface NativeAddon {
+  NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  /** Copies host data into a new CPU tensor (synchronous: a memcpy, no ATen compute). */
+  fromData(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, requiresGrad?: boolean): NativeTensor;
+  op(name: string, inputs: NativeTensor[], attrs: OpAttrs | undefined, gradEnabled: boolean): Promise<NativeTensor>;
+  listOps(): string[];
+  version(): NativeVersion;
+  cudaAvailable(): boolean;
+  cudaDeviceCount(): number;
+  numThreads(): number;
+  setNumThreads(n: number): Promise<number>;
+  manualSeed(seed: number | bigint): void;
+  memory(): NativeMemory;
+  emptyCache(): void;
+  showConfig(): string;
+  parallelInfo(): string;
+  loadedBlas(): string[];
+}
+
+let loaded: LoadedAddon<NativeAddon> | undefined;
+
+/** The loaded addon with where it came from; loads it on first use. */
+export function addonInfo(): LoadedAddon<NativeAddon> {
+  loaded ??= loadAddon<NativeAddon>();
+  return loaded;
+}
+
+/** The addon itself; throws AddonLoadError with advice when it cannot be loaded. */
+export function native(): NativeAddon {
+  return addonInfo().addon;
+}

@@ -1,0 +1,28 @@
+// Entry point of the torch_dpo addon. Every export is declared, typed, in lib/native/binding.ts.
+#include <napi.h>
+
+#include "addon_state.h"
+#include "host_data.h"
+#include "ops.h"
+#include "runtime.h"
+#include "tensor_handle.h"
+
+namespace torch_dpo {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  AddonState::Install(env);
+  Napi::Function tensorClass = TensorHandle::DefineClass(env);
+  AddonState::Of(env).tensorConstructor = Napi::Persistent(tensorClass);
+  exports.Set("NativeTensor", tensorClass);
+  exports.Set("fromData", Napi::Function::New<TensorFromHostData>(env, "fromData"));
+  exports.Set("op", Napi::Function::New<RunOp>(env, "op"));
+  exports.Set("listOps", Napi::Function::New<ListOps>(env, "listOps"));
+  RegisterRuntime(env, exports);
+  return exports;
+}
+
+}  // namespace torch_dpo
+
+// The macro pastes the function name into an identifier, so it needs an unqualified one.
+static Napi::Object InitTorchDpo(Napi::Env env, Napi::Object exports) { return torch_dpo::Init(env, exports); }
+NODE_API_MODULE(torch_dpo, InitTorchDpo)

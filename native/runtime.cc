@@ -1,0 +1,160 @@
+#include "runtime.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <link.h>
+#include <torch/csrc/api/include/torch/cuda.h>
+#include <torch/csrc/api/include/torch/version.h>
+
+#include <climits>
+#include <cstdlib>
+#include <set>
+#include <string>
+
+#ifdef TORCH_DPO_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "addon_state.h"
+#include "errors.h"
+#include "tensor_handle.h"
+
+namespace torch_dpo {
+
+namespace {
+
+Napi::Value Version(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("torch", TORCH_VERSION);
+  out.Set("napi", NAPI_VERSION);
+  out.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI == 1));
+#ifdef TORCH_DPO_WITH_CUDA
+  out.Set("cudaBuild", Napi::Boolean::New(env, true));
+#else
+  out.Set("cudaBuild", Napi::Boolean::New(env, false));
+#endif
+  return out;
+}
+
+Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), Guarded(info.Env(), [] { return torch::cuda::is_available(); }));
+}
+
+Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Guarded(info.Env(), [] { return static_cast<double>(torch::cuda::device_count()); }));
+}
+
+Napi::Value NumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), AddonState::Of(info.Env()).NumThreads());
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (!(n >= 1) || n != static_cast<int>(n) || n > 4096) {
+    throw Napi::RangeError::New(env, "setNumThreads needs an integer from 1 to 4096");
+  }
+  return AddonState::Of(env).SetNumThreads(env, static_cast<int>(n));
+}
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t seed;
+  if (info.Length() > 0 && info[0].IsBigInt()) {
+    bool lossless = false;
+    seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw Napi::RangeError::New(env, "seed must fit in 64 bits unsigned");
+  } else if (info.Length() > 0 && info[0].IsNumber()) {
+    double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d != static_cast<double>(static_cast<uint64_t>(d)) || d > 9007199254740991.0) {
+      throw Napi::RangeError::New(env, "seed must be a non-negative safe integer or a bigint");
+    }
+    seed = static_cast<uint64_t>(d);
+  } else {
+    throw Napi::TypeError::New(env, "manualSeed(seed: number | bigint)");
+  }
+  Guarded(env, [seed] { at::manual_seed(seed); });  // seeds CPU and every CUDA generator
+  return env.Undefined();
+}
+
+Napi::Value Memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TensorHandle::LiveStats live = TensorHandle::Live();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("liveTensors", static_cast<double>(live.tensors));
+  out.Set("liveBytes", static_cast<double>(live.bytes));
+  Napi::Array cuda = Napi::Array::New(env);
+#ifdef TORCH_DPO_WITH_CUDA
+  Guarded(env, [&] {
+    if (!torch::cuda::is_available()) return;
+    for (size_t d = 0; d < torch::cuda::device_count(); ++d) {
+      auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(d));
+      Napi::Object device = Napi::Object::New(env);
+      device.Set("device", static_cast<double>(d));
+      // Index 0 is the aggregate over pool kinds in every libtorch version.
+      device.Set("allocatedBytes", static_cast<double>(stats.allocated_bytes[0].current));
+      device.Set("reservedBytes", static_cast<double>(stats.reserved_bytes[0].current));
+      device.Set("peakAllocatedBytes", static_cast<double>(stats.allocated_bytes[0].peak));
+      cuda.Set(static_cast<uint32_t>(d), device);
+    }
+  });
+#endif
+  out.Set("cuda", cuda);
+  return out;
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+#ifdef TORCH_DPO_WITH_CUDA
+  Guarded(info.Env(), [] {
+    if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+  });
+#endif
+  return info.Env().Undefined();
+}
+
+Napi::Value ShowConfig(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), Guarded(info.Env(), [] { return at::show_config(); }));
+}
+
+Napi::Value ParallelInfo(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), Guarded(info.Env(), [] { return at::get_parallel_info(); }));
+}
+
+// The BLAS actually mapped into this process. Debian's torch reports BLAS_INFO=generic but calls
+// whatever libblas.so.3 the alternatives system points at (reference BLAS or OpenBLAS).
+Napi::Value LoadedBlas(const Napi::CallbackInfo& info) {
+  std::set<std::string> found;
+  dl_iterate_phdr([](dl_phdr_info* lib, size_t, void* out) {
+    std::string name = lib->dlpi_name ? lib->dlpi_name : "";
+    std::string base = name.substr(name.find_last_of('/') + 1);
+    if (base.find("blas") != std::string::npos || base.find("mkl_rt") != std::string::npos) {
+      char resolved[PATH_MAX];
+      static_cast<std::set<std::string>*>(out)->insert(realpath(name.c_str(), resolved) ? resolved : name);
+    }
+    return 0;
+  }, &found);
+  Napi::Array out = Napi::Array::New(info.Env());
+  uint32_t i = 0;
+  for (const auto& path : found) out.Set(i++, path);
+  return out;
+}
+
+}  // namespace
+
+void RegisterRuntime(Napi::Env env, Napi::Object exports) {
+  exports.Set("version", Napi::Function::New<Version>(env, "version"));
+  exports.Set("cudaAvailable", Napi::Function::New<CudaAvailable>(env, "cudaAvailable"));
+  exports.Set("cudaDeviceCount", Napi::Function::New<CudaDeviceCount>(env, "cudaDeviceCount"));
+  exports.Set("numThreads", Napi::Function::New<NumThreads>(env, "numThreads"));
+  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
+  exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
+  exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
+  exports.Set("showConfig", Napi::Function::New<ShowConfig>(env, "showConfig"));
+  exports.Set("parallelInfo", Napi::Function::New<ParallelInfo>(env, "parallelInfo"));
+  exports.Set("loadedBlas", Napi::Function::New<LoadedBlas>(env, "loadedBlas"));
+}
+
+}  // namespace torch_dpo
