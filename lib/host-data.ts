@@ -1,20 +1,26 @@
+import { types } from 'node:util';
 import type { DType, HostArray } from './native/binding';
 
 /** Plain JS data a tensor can be made from: typed arrays, or (nested) arrays of numbers/bigints/booleans. */
 export type TensorData = HostArray | ArrayBuffer | NestedArray<number> | NestedArray<bigint> | NestedArray<boolean>;
 type NestedArray<T> = T | NestedArray<T>[];
 
+/** Typed array or raw buffer (realm-independent: arrays may come from a vm context or the addon). */
+export function isBinary(data: unknown): data is ArrayBufferView | ArrayBuffer {
+  return ArrayBuffer.isView(data) || types.isArrayBuffer(data);
+}
+
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
 /** The dtype a typed array holds when none is asked for. */
 export function defaultDtypeOf(data: TensorData): DType {
-  if (data instanceof Float32Array) return 'float32';
-  if (data instanceof Float64Array) return 'float64';
-  if (data instanceof Int32Array) return 'int32';
-  if (data instanceof BigInt64Array) return 'int64';
-  if (data instanceof Uint8Array) return 'uint8';
-  if (data instanceof Uint16Array || data instanceof ArrayBuffer) {
+  if (types.isFloat32Array(data)) return 'float32';
+  if (types.isFloat64Array(data)) return 'float64';
+  if (types.isInt32Array(data)) return 'int32';
+  if (types.isBigInt64Array(data)) return 'int64';
+  if (types.isUint8Array(data)) return 'uint8';
+  if (types.isUint16Array(data) || types.isArrayBuffer(data)) {
     throw new TypeError('raw 16-bit data needs an explicit dtype: float16 or bfloat16');
   }
   const first = flatten(data)[0];
@@ -44,7 +50,7 @@ function flatten(data: unknown): unknown[] {
 
 /** Plain arrays → the typed array of `dtype`, refusing any value the dtype cannot hold exactly. */
 export function toHostArray(data: TensorData, dtype: DType): ArrayBufferView | ArrayBuffer {
-  if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) return data;
+  if (isBinary(data)) return data;
   const values = flatten(data);
   const bad = (i: number, why: string) => new RangeError(`value ${String(values[i])} at flat index ${i} ${why} for dtype ${dtype}`);
   switch (dtype) {

@@ -1,6 +1,6 @@
 import { DisposedError, NativeError } from './errors';
 import { isGradEnabled } from './grad-mode';
-import { defaultDtypeOf, inferShape, toHostArray, type TensorData } from './host-data';
+import { defaultDtypeOf, inferShape, isBinary, toHostArray, type TensorData } from './host-data';
 import { native, type DType, type HostArray, type NativeTensor, type OpAttrs } from './native/binding';
 
 /** Native failures (rejected promises carry code ERR_TORCH) become NativeError with the op named. */
@@ -47,7 +47,7 @@ export class Tensor {
   static from(data: TensorData, options: TensorOptions = {}): Tensor {
     const dtype = options.dtype ?? defaultDtypeOf(data);
     const host = toHostArray(data, dtype);
-    const shape = options.shape ?? (ArrayBuffer.isView(data) || data instanceof ArrayBuffer ? [lengthOf(host, dtype)] : inferShape(data));
+    const shape = options.shape ?? (isBinary(data) ? [lengthOf(host, dtype)] : inferShape(data));
     return new Tensor(native().fromData(host, shape, dtype, options.requiresGrad ?? false));
   }
 

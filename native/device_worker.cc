@@ -70,22 +70,25 @@ void DeviceWorker::Loop(int numThreads) {
 
 void DeviceWorker::Complete(Napi::Env env, Napi::Function, DeviceWorker* self, Job* job) {
   std::unique_ptr<Job> owned(job);
-  if (env == nullptr) return;
-  if (--self->inFlight_ == 0) self->completion_.Unref(env);
-  if (job->failed) {
-    Napi::Error error = Napi::Error::New(env, job->error);
-    error.Set("code", Napi::String::New(env, "ERR_TORCH"));
-    job->deferred.Reject(error.Value());
-    return;
-  }
+  if (env == nullptr) return;  // the thread-safe function is being torn down
   try {
-    job->deferred.Resolve(job->completer ? job->completer(env) : env.Undefined());
-  } catch (const Napi::Error& e) {
-    job->deferred.Reject(e.Value());
-  } catch (const std::exception& e) {
-    job->deferred.Reject(Napi::Error::New(env, DescribeException(e)).Value());
+    if (--self->inFlight_ == 0) self->completion_.Unref(env);
+    if (job->failed) {
+      Napi::Error error = Napi::Error::New(env, job->error);
+      error.Set("code", Napi::String::New(env, "ERR_TORCH"));
+      job->deferred.Reject(error.Value());
+      return;
+    }
+    try {
+      job->deferred.Resolve(job->completer ? job->completer(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      job->deferred.Reject(e.Value());
+    } catch (const std::exception& e) {
+      job->deferred.Reject(Napi::Error::New(env, DescribeException(e)).Value());
+    }
+  } catch (...) {
+    // Only while the environment terminates (worker.terminate()): no JS is left to receive the result.
   }
-  job->completer = nullptr;
 }
 
 void DeviceWorker::Shutdown() {

@@ -87,7 +87,11 @@ Napi::Value TensorFromHostData(const Napi::CallbackInfo& info) {
   const size_t itemSize = c10::elementSize(*dtype);
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
-  if (bytes.length % itemSize != 0 || bytes.length / itemSize != static_cast<size_t>(numel)) {
+  if (bytes.length % itemSize != 0) {
+    throw Napi::RangeError::New(env, std::to_string(bytes.length) + " bytes is not a whole number of " +
+                                         std::to_string(itemSize) + "-byte " + dtypeName + " values");
+  }
+  if (bytes.length / itemSize != static_cast<size_t>(numel)) {
     throw Napi::RangeError::New(env, "data holds " + std::to_string(bytes.length / itemSize) + " " + dtypeName +
                                          " values but shape needs " + std::to_string(numel));
   }

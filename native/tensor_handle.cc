@@ -61,6 +61,10 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : ObjectWrap<TensorHa
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
   requiresGrad_ = tensor_.requires_grad();
   info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+  env_ = info.Env();
+  externalBytes_ = tensor_.has_storage() && tensor_.is_cpu() ? static_cast<int64_t>(tensor_.storage().nbytes()) : 0;
+  int64_t ignored;
+  if (externalBytes_ > 0) napi_adjust_external_memory(env_, externalBytes_, &ignored);
   std::lock_guard<std::mutex> lock(liveMutex);
   liveHandles.insert(this);
 }
@@ -68,6 +72,11 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : ObjectWrap<TensorHa
 TensorHandle::~TensorHandle() { Release(); }
 
 void TensorHandle::Release() {
+  if (externalBytes_ > 0) {
+    int64_t ignored;
+    napi_adjust_external_memory(env_, -externalBytes_, &ignored);  // C API: never throws, even at teardown
+    externalBytes_ = 0;
+  }
   {
     std::lock_guard<std::mutex> lock(liveMutex);
     liveHandles.erase(this);

@@ -44,6 +44,9 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info);
 
   at::Tensor tensor_;
+  // Bytes reported to V8 as external memory, so undisposed tensors still prompt garbage collection.
+  int64_t externalBytes_ = 0;
+  napi_env env_ = nullptr;
   // Snapshot of requires_grad, updated only on the JS thread, so reading it never races a worker.
   bool requiresGrad_ = false;
 };

@@ -1,0 +1,12 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  // Each test file loads libtorch (~0.7 s, ~290 libraries): two workers fit the 2-core CI machine.
+  maxWorkers: 2,
+  testTimeout: 60000,
+  setupFiles: ['<rootDir>/test/support/setup.js'],
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
+};
