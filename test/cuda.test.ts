@@ -1,0 +1,58 @@
+import { Tensor, cudaAvailable, cudaDeviceCount, emptyCache, memory, randn } from '../lib';
+
+// These run only where a GPU is present (scripts/gpu-check.sh); elsewhere jest lists them as skipped.
+const gpu = cudaAvailable();
+const describeCuda = gpu ? describe : describe.skip;
+if (!gpu) process.stdout.write('cuda.test.ts: no CUDA device, CUDA tests skipped\n');
+
+describeCuda('CUDA', () => {
+  it('counts devices', () => {
+    expect(cudaDeviceCount()).toBeGreaterThan(0);
+  });
+
+  it('round-trips every dtype through the GPU', async () => {
+    const cases: [Tensor, unknown[]][] = [
+      [Tensor.from([1.5, -2], { dtype: 'float32' }), [1.5, -2]],
+      [Tensor.from([1.5, -2], { dtype: 'float64' }), [1.5, -2]],
+      [Tensor.from([2n ** 60n + 1n]), [2n ** 60n + 1n]],
+      [Tensor.from([7, -7], { dtype: 'int32' }), [7, -7]],
+      [Tensor.from([true, false]), [true, false]],
+    ];
+    for (const [host, expected] of cases) {
+      const onGpu = await host.to('cuda');
+      expect(onGpu.device).toBe('cuda:0');
+      expect(await onGpu.toArray()).toEqual(expected);
+      expect(await (await onGpu.to('cpu')).toArray()).toEqual(expected);
+    }
+    const bf16 = await (await Tensor.from([1.5, -2]).to({ device: 'cuda', dtype: 'bfloat16' })).toTypedArray();
+    expect(Array.from(bf16 as Uint16Array)).toEqual([0x3fc0, 0xc000]);
+  });
+
+  it('computes ops and gradients on the device, matching the CPU', async () => {
+    const a = await randn([64, 32], { dtype: 'float64' });
+    const b = await randn([32, 16], { dtype: 'float64' });
+    const cpu = await (await a.matmul(b)).toArray();
+    const ga = await (await a.to('cuda')).setRequiresGrad();
+    const out = await ga.matmul(await b.to('cuda'));
+    const onGpu = (await out.toArray()) as number[];
+    onGpu.forEach((v, i) => expect(Math.abs(v - (cpu as number[])[i])).toBeLessThan(1e-10));
+    await (await out.sum()).backward();
+    const grad = await ga.grad();
+    expect(grad!.device).toBe('cuda:0');
+  });
+
+  it('creates tensors on the device and reports allocator memory', async () => {
+    const big = await randn([1024, 1024], { device: 'cuda' });
+    expect(big.device).toBe('cuda:0');
+    const stats = memory().cuda[0];
+    expect(stats.allocatedBytes).toBeGreaterThanOrEqual(4 * 1024 * 1024);
+    big.dispose();
+    emptyCache();
+    expect(memory().cuda[0].reservedBytes).toBeLessThanOrEqual(stats.reservedBytes);
+  });
+
+  it('turns device errors into NativeError', async () => {
+    const a = await randn([2], { device: 'cuda' });
+    await expect(a.add(Tensor.from([1, 2]))).rejects.toThrow(/same device|cuda/i);
+  });
+});
