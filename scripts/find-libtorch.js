@@ -195,7 +195,26 @@ function buildMetadata(found) {
   };
 }
 
-module.exports = { findLibtorch, buildMetadata, LibtorchNotFound };
+/** Values binding.gyp needs, formatted for gyp's command expansion (the CMake build reads the JSON). */
+function gypValue(found, name) {
+  switch (name) {
+    case 'includeDirs':
+      return found.includeDirs.join(' ');
+    case 'abi':
+      return found.cxx11Abi === false ? '0' : '1';
+    case 'libraries':
+      // A CUDA libtorch must keep libtorch_cuda.so linked even though nothing references it directly.
+      return [`-L${found.libDir}`, '-ltorch', '-ltorch_cpu', '-lc10']
+        .concat(found.cuda ? ['-Wl,--no-as-needed', '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : [])
+        // $ORIGIN itself is a literal in binding.gyp: gyp strips the quotes of expanded commands.
+        .concat(found.systemLibDir ? [] : [`-Wl,-rpath,${found.libDir}`])
+        .join(' ');
+    default:
+      throw new LibtorchNotFound(`unknown gyp value '${name}'`);
+  }
+}
+
+module.exports = { findLibtorch, buildMetadata, gypValue, LibtorchNotFound };
 
 if (require.main === module) {
   const args = process.argv.slice(2);
@@ -204,6 +223,8 @@ if (require.main === module) {
     if (args[0] === '--field') {
       const value = found[args[1]];
       process.stdout.write(Array.isArray(value) ? value.join(' ') : String(value));
+    } else if (args[0] === '--gyp') {
+      process.stdout.write(gypValue(found, args[1]));
     } else if (args[0] === '--metadata') {
       process.stdout.write(JSON.stringify(buildMetadata(found), null, 2) + '\n');
     } else {

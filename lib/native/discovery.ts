@@ -26,7 +26,7 @@ export interface BuildMetadata {
   cuda: boolean;
   cxx11Abi: boolean | null;
   libtorchSource: string;
-  libtorchLibDir: string;
+  libtorchLibDir: string | null;
   systemLibDir: boolean;
 }
 
