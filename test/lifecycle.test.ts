@@ -1,7 +1,10 @@
 import { DisposedError, Tensor, memory, randn, runOp } from '../lib';
 import { native } from '../lib/native/binding';
+import { settleGarbage } from './support/gc';
 
 describe('dispose and memory accounting', () => {
+  beforeEach(settleGarbage);
+
   it('returns to the baseline live count and bytes after disposing', async () => {
     const before = memory();
     const made: Tensor[] = [];
@@ -19,6 +22,16 @@ describe('dispose and memory accounting', () => {
     for (const t of made) t.dispose();
     expect(memory().liveTensors).toBe(before.liveTensors);
     expect(memory().liveBytes).toBe(before.liveBytes);
+  });
+
+  it('frees tensors nobody disposed once they are garbage collected (the fallback)', async () => {
+    const before = memory().liveTensors;
+    await (async () => {
+      for (let i = 0; i < 20; i += 1) await (await randn([64, 64])).exp();
+    })();
+    expect(memory().liveTensors).toBeGreaterThan(before);
+    await settleGarbage();
+    expect(memory().liveTensors).toBe(before);
   });
 
   it('counts a shared storage once', async () => {
