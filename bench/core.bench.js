@@ -1,6 +1,6 @@
 'use strict';
 // Native core overheads: op round trip through the device worker, host↔tensor copies, matmul rate.
-const { Tensor, randn, numThreads, blasInfo, version } = require('../dist');
+const { Tensor, randn, numThreads, blasInfo, version, cudaAvailable } = require('../dist');
 
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function time(fn, repeats) {
@@ -32,6 +32,17 @@ async function time(fn, repeats) {
   const a = await randn([n, n]);
   const mmMs = await time(async () => (await a.matmul(a)).dispose(), 10);
   rows.push([`matmul ${n}×${n} fp32`, `${((2 * n ** 3) / (mmMs / 1000) / 1e9).toFixed(1)} GFLOP/s`, `${mmMs.toFixed(1)} ms, ${blasInfo().name}, ${numThreads()} threads`]);
+
+  if (cudaAvailable()) {
+    const onGpu = await small.to('cuda');
+    const gpuLatency = await time(async () => (await onGpu.add(1)).dispose(), 2000);
+    rows.push(['cuda op round trip (3-element add)', `${(gpuLatency * 1000).toFixed(1)} µs`, 'kernel launch, no sync']);
+    const m = 8192;
+    const g = await randn([m, m], { device: 'cuda', dtype: 'bfloat16' });
+    // item() waits for the device, so each sample covers the whole product.
+    const gpuMs = await time(async () => { await (await (await g.matmul(g)).amax()).item(); }, 10);
+    rows.push([`cuda matmul ${m}×${m} bf16`, `${((2 * m ** 3) / (gpuMs / 1000) / 1e12).toFixed(0)} TFLOP/s`, `${gpuMs.toFixed(2)} ms incl. amax + sync`]);
+  }
 
   console.log(`\ncore (libtorch ${version().torch})`);
   console.log('| measure | value | note |\n|---|---|---|');

@@ -15,8 +15,16 @@ const fs = require('node:fs');
 const path = require('node:path');
 const wanted = ['node-addon-api', 'node-api-headers', 'node-gyp-build', 'expect'];
 const seen = new Set();
+// Node's own resolution, by hand: some packages do not export ./package.json.
+function locate(name, from) {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', name, 'package.json');
+    if (fs.existsSync(candidate)) return candidate;
+    if (dir === path.dirname(dir)) throw new Error(`gpu-bundle: cannot find ${name} from ${from}`);
+  }
+}
 function visit(name, from) {
-  const manifest = require.resolve(`${name}/package.json`, { paths: [from] });
+  const manifest = locate(name, from);
   const dir = path.dirname(manifest);
   if (seen.has(dir)) return;
   seen.add(dir);

@@ -52,7 +52,7 @@ for name in cuda runtime tensor-roundtrip autograd ops lifecycle event-loop load
     echo "ok: $name"
   fi
 done
-grep -E '^# (tests|pass|fail|skipped)|✖' "$OUT/tests.log" | head -40
+grep -E '^ℹ (tests|pass|fail|skipped)|✖' "$OUT/tests.log" | head -40
 
 step "benchmark"
 node bench/run.js 2>&1 | tee "$OUT/bench.log"
