@@ -21,6 +21,13 @@ export async function runOp(name: string, inputs: Tensor[], attrs?: OpAttrs): Pr
   return new Tensor(await settle(name, native().op(name, handles, attrs, isGradEnabled())));
 }
 
+/** Runs a native op with several named outputs; each output becomes a Tensor. */
+export async function runFusedOp(name: string, inputs: Tensor[], attrs?: OpAttrs): Promise<Record<string, Tensor>> {
+  const handles = inputs.map((t) => t.handle);
+  const outputs = await settle(name, native().fusedOp(name, handles, attrs, isGradEnabled()));
+  return Object.fromEntries(Object.entries(outputs).map(([key, handle]) => [key, new Tensor(handle)]));
+}
+
 export interface TensorOptions {
   shape?: number[];
   dtype?: DType;

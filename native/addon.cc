@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "addon_state.h"
+#include "fused_ops.h"
 #include "host_data.h"
 #include "ops.h"
 #include "runtime.h"
@@ -17,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fromData", Napi::Function::New<TensorFromHostData>(env, "fromData"));
   exports.Set("op", Napi::Function::New<RunOp>(env, "op"));
   exports.Set("listOps", Napi::Function::New<ListOps>(env, "listOps"));
+  exports.Set("fusedOp", Napi::Function::New<RunFusedOp>(env, "fusedOp"));
   RegisterRuntime(env, exports);
   return exports;
 }

@@ -45,13 +45,14 @@ OpAttrs OpAttrs::FromJs(Napi::Env env, Napi::Value value) {
       parsed.kind = Value::Kind::String;
       parsed.text = v.As<Napi::String>().Utf8Value();
     } else if (v.IsArray()) {
-      parsed.kind = Value::Kind::IntList;
+      parsed.kind = Value::Kind::List;
       Napi::Array array = v.As<Napi::Array>();
       for (uint32_t j = 0; j < array.Length(); ++j) {
         Napi::Value item = array.Get(j);
-        double d = item.IsNumber() ? item.As<Napi::Number>().DoubleValue() : NAN;
-        if (!IsSafeInteger(d)) throw Napi::TypeError::New(env, "attribute '" + key + "' must be a list of integers");
-        parsed.ints.push_back(static_cast<int64_t>(d));
+        if (!item.IsNumber()) throw Napi::TypeError::New(env, "attribute '" + key + "' must be a list of numbers");
+        double d = item.As<Napi::Number>().DoubleValue();
+        parsed.numbers.push_back(d);
+        parsed.allIntegers = parsed.allIntegers && IsSafeInteger(d);
       }
     } else {
       throw Napi::TypeError::New(env, "attribute '" + key + "' has an unsupported type");
@@ -90,8 +91,15 @@ int64_t OpAttrs::Int(const std::string& name, int64_t fallback) const { return H
 std::vector<int64_t> OpAttrs::IntList(const std::string& name) const {
   const Value& v = Get(name);
   if (v.kind == Value::Kind::Integer) return {v.integer};
-  if (v.kind != Value::Kind::IntList) throw BadAttr(name, "an integer or a list of integers");
-  return v.ints;
+  if (v.kind != Value::Kind::List || !v.allIntegers) throw BadAttr(name, "an integer or a list of integers");
+  return std::vector<int64_t>(v.numbers.begin(), v.numbers.end());
+}
+
+std::vector<double> OpAttrs::DoubleList(const std::string& name) const {
+  const Value& v = Get(name);
+  if (v.kind == Value::Kind::Integer || v.kind == Value::Kind::Number) return {v.number};
+  if (v.kind != Value::Kind::List) throw BadAttr(name, "a number or a list of numbers");
+  return v.numbers;
 }
 
 std::optional<std::vector<int64_t>> OpAttrs::OptionalIntList(const std::string& name) const {

@@ -25,6 +25,7 @@ class OpAttrs {
   int64_t Int(const std::string& name, int64_t fallback) const;
   std::vector<int64_t> IntList(const std::string& name) const;
   std::optional<std::vector<int64_t>> OptionalIntList(const std::string& name) const;
+  std::vector<double> DoubleList(const std::string& name) const;
   bool Bool(const std::string& name, bool fallback) const;
   std::string String(const std::string& name, const std::string& fallback) const;
   // An integral number becomes an integer Scalar, so int tensors stay int.
@@ -34,12 +35,13 @@ class OpAttrs {
 
  private:
   struct Value {
-    enum class Kind { Number, Integer, Bool, String, IntList } kind;
+    enum class Kind { Number, Integer, Bool, String, List } kind;
     double number = 0;
     int64_t integer = 0;
     bool boolean = false;
     std::string text;
-    std::vector<int64_t> ints;
+    std::vector<double> numbers;
+    bool allIntegers = true;  // a list of integers can also serve as an IntList
   };
   const Value& Get(const std::string& name) const;
   std::map<std::string, Value> values_;

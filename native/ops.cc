@@ -156,39 +156,47 @@ const std::unordered_map<std::string, OpSpec>& OpTable() {
 
 }  // namespace
 
-Napi::Value RunOp(const Napi::CallbackInfo& info) {
+OpCall ParseOpCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsArray()) {
     throw Napi::TypeError::New(env, "op(name, inputs, attrs?, gradEnabled?)");
   }
   std::string name = info[0].As<Napi::String>().Utf8Value();
-  auto it = OpTable().find(name);
-  if (it == OpTable().end()) throw Napi::TypeError::New(env, "unknown op '" + name + "'");
-  const OpSpec& spec = it->second;
-
   Napi::Array array = info[1].As<Napi::Array>();
-  Inputs inputs;
+  std::vector<at::Tensor> inputs;
   for (uint32_t i = 0; i < array.Length(); ++i) {
     std::string what = name + " input " + std::to_string(i);
     inputs.push_back(TensorHandle::FromJs(array.Get(i), what.c_str()));
-  }
-  if (inputs.size() < spec.minInputs || inputs.size() > spec.maxInputs) {
-    throw Napi::TypeError::New(env, "op '" + name + "' takes " + std::to_string(spec.minInputs) +
-                                        (spec.maxInputs == spec.minInputs ? "" : " or more") + " tensor inputs, got " +
-                                        std::to_string(inputs.size()));
   }
   OpAttrs attrs = OpAttrs::FromJs(env, info.Length() > 2 ? info[2] : env.Undefined());
   bool gradEnabled = info.Length() <= 3 || !info[3].IsBoolean() || info[3].As<Napi::Boolean>().Value();
   c10::Device device = Guarded(env, [&] {
     return inputs.empty() ? c10::Device(attrs.String("device", "cpu")) : inputs[0].device();
   });
+  return OpCall{std::move(name), std::move(inputs), std::move(attrs), gradEnabled, device};
+}
+
+void CheckInputCount(const OpCall& call, size_t minInputs, size_t maxInputs) {
+  if (call.inputs.size() >= minInputs && call.inputs.size() <= maxInputs) return;
+  std::string expected = std::to_string(minInputs) + (maxInputs == minInputs ? "" : maxInputs == SIZE_MAX ? " or more" : " to " + std::to_string(maxInputs));
+  throw std::invalid_argument("op '" + call.name + "' takes " + expected + " tensor inputs, got " + std::to_string(call.inputs.size()));
+}
+
+Napi::Value RunOp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OpCall call = ParseOpCall(info);
+  auto it = OpTable().find(call.name);
+  if (it == OpTable().end()) throw Napi::TypeError::New(env, "unknown op '" + call.name + "'");
+  const OpSpec& spec = it->second;
+  Guarded(env, [&] { CheckInputCount(call, spec.minInputs, spec.maxInputs); });
 
   OpFn fn = spec.fn;
-  return AddonState::Of(env).WorkerFor(env, device).Submit(env, [fn, inputs, attrs, device] {
-    c10::OptionalDeviceGuard guard(device.is_cpu() ? c10::optional<c10::Device>() : device);
-    at::Tensor result = fn(inputs, attrs);
+  c10::Device device = call.device;
+  return AddonState::Of(env).WorkerFor(env, device).Submit(env, [fn, call] {
+    c10::OptionalDeviceGuard guard(call.device.is_cpu() ? c10::optional<c10::Device>() : call.device);
+    at::Tensor result = fn(call.inputs, call.attrs);
     return Completer([result](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, result); });
-  }, gradEnabled);
+  }, call.gradEnabled);
 }
 
 Napi::Value ListOps(const Napi::CallbackInfo& info) {

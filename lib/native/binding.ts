@@ -48,6 +48,8 @@ export interface NativeAddon {
   /** Copies host data into a new CPU tensor (synchronous: a memcpy, no ATen compute). */
   fromData(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, requiresGrad?: boolean): NativeTensor;
   op(name: string, inputs: NativeTensor[], attrs: OpAttrs | undefined, gradEnabled: boolean): Promise<NativeTensor>;
+  /** Ops with several named outputs (fused log-probs, the DPO loss family). */
+  fusedOp(name: string, inputs: NativeTensor[], attrs: OpAttrs | undefined, gradEnabled: boolean): Promise<Record<string, NativeTensor>>;
   listOps(): string[];
   version(): NativeVersion;
   cudaAvailable(): boolean;
