@@ -18,6 +18,7 @@
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS",
         "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/find-libtorch.js --gyp abi)"
       ],
       "cflags!": ["-fno-exceptions"],

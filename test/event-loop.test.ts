@@ -57,20 +57,26 @@ describe('threading', () => {
     expect(a.torch).toMatch(/^\d+\.\d+/);
   });
 
-  it('survives a worker terminated while its native job runs', async () => {
+  it('survives workers terminated mid-call and mid-job, repeatedly', async () => {
+    // Each worker queues big jobs, then calls into the addon in a tight loop until terminated, so
+    // termination lands inside native calls as well as while jobs run on its device worker.
     const code = `
       const { parentPort, workerData } = require('node:worker_threads');
       const addon = require(workerData.addonPath);
       (async () => {
-        const a = await addon.op('randn', [], { shape: [1024, 1024] }, true);
+        const big = await addon.op('randn', [], { shape: [512, 512] }, true);
+        for (let i = 0; i < 20; i += 1) addon.op('matmul', [big, big], undefined, true);
+        const small = addon.fromData(new Float32Array(16), [4, 4], 'float32');
         parentPort.postMessage('started');
-        for (let i = 0; i < 50; i += 1) addon.op('matmul', [a, a], undefined, true);
+        for (;;) addon.op('matmul', [small, small], undefined, true);
       })();
     `;
-    const worker = new Worker(code, { eval: true, workerData: { addonPath: addonInfo().path } });
-    await new Promise((resolve) => worker.once('message', resolve));
-    const exitCode = await worker.terminate();
-    expect(exitCode).toBe(1);
+    for (let i = 0; i < 8; i += 1) {
+      const worker = new Worker(code, { eval: true, workerData: { addonPath: addonInfo().path } });
+      await new Promise((resolve) => worker.once('message', resolve));
+      await new Promise((resolve) => setTimeout(resolve, i));
+      expect(await worker.terminate()).toBe(1);
+    }
     expect(await (await Tensor.from([2]).mul(3)).item()).toBe(6); // the main thread's worker is unaffected
   });
 });
