@@ -6,3 +6,6 @@ export * from './errors';
 export type { DType, HostArray } from './native/binding';
 export type { TensorData } from './host-data';
 export { findLibtorch, type LibtorchInstall, type BuildMetadata } from './native/discovery';
+export { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsOptions, type SequenceLogpsResult } from './ops/sequence-logps';
+export { dpoLoss, METRIC_NAMES, type DpoLossInputs, type DpoLossResult, type DpoMetrics } from './loss/dpo-loss';
+export { parseDpoLossConfig, dpoLossConfigSchema, LOSS_TYPES, F_DIVERGENCES, type DpoLossConfig, type DpoLossConfigInput, type LossType } from './loss/dpo-config';
