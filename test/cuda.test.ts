@@ -1,4 +1,4 @@
-import { Tensor, cudaAvailable, cudaDeviceCount, emptyCache, memory, randn } from '../lib';
+import { Tensor, cudaAvailable, cudaDeviceCount, dpoLoss, emptyCache, memory, randint, randn, sequenceLogps, sequenceLogpsFromHidden } from '../lib';
 
 // These run only where a GPU is present (scripts/gpu-check.sh); elsewhere jest lists them as skipped.
 const gpu = cudaAvailable();
@@ -54,5 +54,30 @@ describeCuda('CUDA', () => {
   it('turns device errors into NativeError', async () => {
     const a = await randn([2], { device: 'cuda' });
     await expect(a.add(Tensor.from([1, 2]))).rejects.toThrow(/same device|cuda/i);
+  });
+
+  it('computes fused log-probs and their gradients on the device, matching the CPU', async () => {
+    const [n, t, v, h] = [4, 16, 101, 8];
+    const ids = await randint(0, v, [n, t]);
+    const mask = Tensor.from(Array.from({ length: n }, () => Array.from({ length: t }, (_, k) => (k >= 4 ? 1 : 0))), { dtype: 'bool' });
+    const logits = await randn([n, t, v], { dtype: 'float64' });
+    const cpuLeaf = await logits.detach().setRequiresGrad();
+    const cpu = await sequenceLogps(cpuLeaf, ids, mask);
+    await (await cpu.logps.sum()).backward();
+    const gpuLeaf = await (await logits.to('cuda')).setRequiresGrad();
+    const gpu = await sequenceLogps(gpuLeaf, await ids.to('cuda'), await mask.to('cuda'), { chunkRows: 7 });
+    await (await gpu.logps.sum()).backward();
+    const a = (await cpu.logps.toArray()) as number[], b = (await gpu.logps.toArray()) as number[];
+    a.forEach((x, i) => expect(Math.abs(x - b[i])).toBeLessThan(1e-9));
+    const ga = (await (await cpuLeaf.grad())!.toArray()) as number[], gb = (await (await gpuLeaf.grad())!.toArray()) as number[];
+    ga.forEach((x, i) => expect(Math.abs(x - gb[i])).toBeLessThan(1e-9));
+
+    const hidden = await randn([n, t, h], { device: 'cuda', dtype: 'bfloat16' });
+    const weight = await randn([v, h], { device: 'cuda', dtype: 'bfloat16' });
+    const fused = await sequenceLogpsFromHidden(hidden, weight, undefined, await ids.to('cuda'), await mask.to('cuda'));
+    expect(fused.logps.device).toBe('cuda:0');
+    expect(fused.logps.dtype).toBe('float32');
+    const loss = await dpoLoss({ policyChosenLogps: await fused.logps.narrow(0, 0, 2), policyRejectedLogps: await fused.logps.narrow(0, 2, 2) }, { reference_free: true });
+    expect(Number.isFinite(await loss.loss.item())).toBe(true);
   });
 });

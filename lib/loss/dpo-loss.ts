@@ -84,12 +84,20 @@ export async function dpoLoss(inputs: DpoLossInputs, config: DpoLossConfigInput 
   const created: Tensor[] = [];
   const names: string[] = [];
   const tensors: Tensor[] = [];
+  // Plain arrays join the tensors where they are (a CUDA batch keeps its loss on the GPU).
+  const device = FIELDS.map(([field]) => inputs[field]).find((v): v is Tensor => v instanceof Tensor)?.device ?? 'cpu';
   for (const [field, nativeName] of FIELDS) {
     const value = inputs[field];
     if (value === undefined) continue;
     if (c.reference_free && nativeName.startsWith('reference')) continue;
-    const tensor = value instanceof Tensor ? value : Tensor.from(value, { dtype: 'float64' });
-    if (!(value instanceof Tensor)) created.push(tensor);
+    let tensor = value instanceof Tensor ? value : Tensor.from(value, { dtype: 'float64' });
+    if (!(value instanceof Tensor)) {
+      created.push(tensor);
+      if (device !== 'cpu') {
+        tensor = await tensor.to(device);
+        created.push(tensor);
+      }
+    }
     names.push(nativeName);
     tensors.push(tensor);
   }
