@@ -8,5 +8,4 @@ module.exports = {
   maxWorkers: 2,
   testTimeout: 60000,
   setupFiles: ['<rootDir>/test/support/setup.js'],
-  reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };
