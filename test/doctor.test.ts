@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { main } from '../lib/cli/main';
 import { doctorReport, formatDoctorReport } from '../lib/cli/doctor';
 import { findLibtorch } from '../lib';
@@ -43,5 +47,22 @@ describe('torch-dpo doctor', () => {
     expect(await main(['frobnicate'])).toBe(2);
     expect(String(err.mock.calls[0][0])).toMatch(/unknown command 'frobnicate'/);
     err.mockRestore();
+  });
+});
+
+describe('torch-dpo doctor without a loadable addon', () => {
+  it('exits non-zero with advice (compiled CLI in a package folder with no build)', () => {
+    const root = join(__dirname, '..');
+    const pkg = mkdtempSync(join(tmpdir(), 'torch-dpo-nobuild-'));
+    cpSync(join(root, 'package.json'), join(pkg, 'package.json'));
+    cpSync(join(root, 'dist'), join(pkg, 'dist'), { recursive: true }); // scripts/setup.sh compiles dist/ before tests
+    cpSync(join(root, 'scripts', 'find-libtorch.js'), join(pkg, 'scripts', 'find-libtorch.js'));
+    symlinkSync(join(root, 'node_modules'), join(pkg, 'node_modules'));
+    const run = spawnSync(process.execPath, [join(pkg, 'dist', 'cli', 'main.js'), 'doctor'], { encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toMatch(/addon\s+NOT LOADED/);
+    expect(run.stdout).toMatch(/no build\/Release\/torch_dpo.node and no matching prebuild/);
+    expect(run.stdout).toMatch(/advice: run `bash scripts\/setup.sh`/);
+    expect(run.stdout).toMatch(/status: NOT OK/);
   });
 });
