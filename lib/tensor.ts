@@ -159,6 +159,17 @@ export class Tensor {
   all() { return runOp('all', [this]); }
   any() { return runOp('any', [this]); }
 
+  // In place: the values of this tensor change; on parameters, call inside noGrad().
+  async copy_(source: Tensor): Promise<this> { return this.inPlace('copy_', [source]); }
+  /** this += alpha · other (or += other when a number) */
+  async add_(other: Tensor | number, alpha = 1): Promise<this> {
+    return typeof other === 'number' ? this.inPlace('add_', [], { scalar: other }) : this.inPlace('add_', [other], { alpha });
+  }
+  async mul_(other: Tensor | number): Promise<this> {
+    return typeof other === 'number' ? this.inPlace('mul_', [], { scalar: other }) : this.inPlace('mul_', [other]);
+  }
+  async zero_(): Promise<this> { return this.inPlace('zero_', []); }
+
   // Shape.
   reshape(shape: number[]) { return runOp('reshape', [this], { shape }); }
   transpose(dim0: number, dim1: number) { return runOp('transpose', [this], { dim0, dim1 }); }
@@ -178,6 +189,11 @@ export class Tensor {
 
   toString(): string {
     return this.disposed ? 'Tensor(disposed)' : `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device})`;
+  }
+
+  private async inPlace(name: string, others: Tensor[], attrs?: OpAttrs): Promise<this> {
+    (await runOp(name, [this, ...others], attrs)).dispose(); // the result aliases this tensor
+    return this;
   }
 
   private binary(name: string, other: Operand): Promise<Tensor> {

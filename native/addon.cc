@@ -6,6 +6,7 @@
 #include "host_data.h"
 #include "ops.h"
 #include "runtime.h"
+#include "script_module.h"
 #include "tensor_handle.h"
 
 namespace torch_dpo {
@@ -15,6 +16,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function tensorClass = TensorHandle::DefineClass(env);
   AddonState::Of(env).tensorConstructor = Napi::Persistent(tensorClass);
   exports.Set("NativeTensor", tensorClass);
+  Napi::Function moduleClass = ModuleHandle::DefineClass(env);
+  AddonState::Of(env).moduleConstructor = Napi::Persistent(moduleClass);
+  exports.Set("NativeModule", moduleClass);
+  exports.Set("loadModule", Napi::Function::New<ModuleHandle::Load>(env, "loadModule"));
+  exports.Set("createModule", Napi::Function::New<ModuleHandle::Create>(env, "createModule"));
   exports.Set("fromData", Napi::Function::New<TensorFromHostData>(env, "fromData"));
   exports.Set("op", Napi::Function::New<RunOp>(env, "op"));
   exports.Set("listOps", Napi::Function::New<ListOps>(env, "listOps"));

@@ -25,6 +25,7 @@ class AddonState {
   int NumThreads() const { return numThreads_; }
 
   Napi::FunctionReference tensorConstructor;
+  Napi::FunctionReference moduleConstructor;
 
  private:
   std::map<std::string, std::unique_ptr<DeviceWorker>> workers_;

@@ -136,6 +136,15 @@ const std::unordered_map<std::string, OpSpec>& OpTable() {
       {"index_select", {2, 2, [](const Inputs& in, const OpAttrs& a) {
          return at::index_select(in[0], a.Int("dim"), in[1]);
        }}},
+      // in place (the result is the first input; run them under noGrad() on parameters)
+      {"copy_", {2, 2, [](const Inputs& in, const OpAttrs&) { return in[0].copy_(in[1]); }}},
+      {"add_", {1, 2, [](const Inputs& in, const OpAttrs& a) {
+         return in.size() == 2 ? in[0].add_(in[1], a.ScalarValue("alpha")) : in[0].add_(a.ScalarValue("scalar"));
+       }}},
+      {"mul_", {1, 2, [](const Inputs& in, const OpAttrs& a) {
+         return in.size() == 2 ? in[0].mul_(in[1]) : in[0].mul_(a.ScalarValue("scalar"));
+       }}},
+      {"zero_", {1, 1, [](const Inputs& in, const OpAttrs&) { return in[0].zero_(); }}},
       // creation (no inputs; `device` and `dtype` attributes)
       {"zeros", {0, 0, [](const Inputs&, const OpAttrs& a) { return at::zeros(a.IntList("shape"), CreationOptions(a, at::kFloat)); }}},
       {"ones", {0, 0, [](const Inputs&, const OpAttrs& a) { return at::ones(a.IntList("shape"), CreationOptions(a, at::kFloat)); }}},

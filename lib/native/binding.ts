@@ -27,6 +27,44 @@ export interface NativeTensor {
   setRequiresGrad(flag: boolean): Promise<void>;
 }
 
+export interface NativeNamedTensor {
+  name: string;
+  tensor: NativeTensor;
+  /** Other names of the same tensor (tied weights). */
+  aliases: string[];
+}
+
+/** A value a module method returns: tensors, numbers, strings, null, and lists/dicts of them. */
+export type NativeModuleValue = NativeTensor | number | boolean | string | null | NativeModuleValue[] | { [key: string]: NativeModuleValue };
+export type NativeModuleInput = NativeTensor | number | boolean | null;
+
+export interface NativeModuleDescription {
+  type: string;
+  training: boolean;
+  methods: { name: string; schema: string; args: string[] }[];
+}
+
+/** A TorchScript module. Every method runs on the worker of the device its parameters live on. */
+export interface NativeModule {
+  readonly device: string;
+  readonly disposed: boolean;
+  dispose(): void;
+  run(method: string, inputs: NativeModuleInput[], gradEnabled: boolean): Promise<NativeModuleValue>;
+  describe(): Promise<NativeModuleDescription>;
+  namedParameters(): Promise<NativeNamedTensor[]>;
+  namedBuffers(): Promise<NativeNamedTensor[]>;
+  setTraining(on: boolean): Promise<void>;
+  setRequiresGrad(on: boolean): Promise<void>;
+  to(device: string | undefined, dtype: DType | undefined): Promise<void>;
+  deepCopy(): Promise<NativeModule>;
+  /** Atomic: written to `<path>.partial`, then renamed. */
+  save(path: string): Promise<void>;
+  registerParameter(name: string, value: NativeTensor, isBuffer: boolean): Promise<void>;
+  registerModule(name: string, module: NativeModule): Promise<void>;
+  registerAttribute(name: string, value: boolean | number, kind?: 'int' | 'float'): Promise<void>;
+  define(source: string): Promise<void>;
+}
+
 export type OpAttrValue = number | bigint | boolean | string | number[];
 export type OpAttrs = Record<string, OpAttrValue | undefined>;
 
@@ -45,6 +83,11 @@ export interface NativeMemory {
 
 export interface NativeAddon {
   NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  NativeModule: abstract new (...args: never[]) => NativeModule;
+  /** torch::jit::load onto a device. */
+  loadModule(path: string, device?: string): Promise<NativeModule>;
+  /** An empty module (with a `training` attribute) to assemble from parameters, submodules and source. */
+  createModule(name: string): NativeModule;
   /** Copies host data into a new CPU tensor (synchronous: a memcpy, no ATen compute). */
   fromData(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, requiresGrad?: boolean): NativeTensor;
   op(name: string, inputs: NativeTensor[], attrs: OpAttrs | undefined, gradEnabled: boolean): Promise<NativeTensor>;

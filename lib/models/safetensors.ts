@@ -1,0 +1,102 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { DataError } from '../errors';
+import type { DType } from '../native/binding';
+import { Tensor } from '../tensor';
+
+// The safetensors format: u64 little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}} padded with
+// spaces to a multiple of 8, then the raw little-endian data; offsets are relative to the data start.
+const TO_DTYPE: Record<string, DType> = {
+  F32: 'float32', F64: 'float64', F16: 'float16', BF16: 'bfloat16', I32: 'int32', I64: 'int64', U8: 'uint8', BOOL: 'bool',
+};
+const FROM_DTYPE = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
+const ITEM_SIZE: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int32: 4, int64: 8, uint8: 1, bool: 1 };
+
+export interface SafetensorsEntry {
+  dtype: DType;
+  shape: number[];
+  /** The raw little-endian bytes. */
+  bytes: Uint8Array;
+}
+
+export interface SafetensorsFile {
+  tensors: Map<string, SafetensorsEntry>;
+  metadata: Record<string, string>;
+}
+
+/** Reads and checks a .safetensors file; a DataError names the file and the offending entry. */
+export function readSafetensors(path: string): SafetensorsFile {
+  const buffer = readFileSync(path);
+  const fail = (why: string) => new DataError(`${path}: not a valid safetensors file: ${why}`);
+  if (buffer.length < 8) throw fail('shorter than its 8-byte header length');
+  const headerLength = buffer.readBigUInt64LE(0);
+  if (headerLength > BigInt(buffer.length - 8)) throw fail(`header length ${headerLength} exceeds the file size ${buffer.length}`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(buffer.subarray(8, 8 + Number(headerLength)).toString('utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw fail(`header is not JSON (${(err as Error).message})`);
+  }
+  const dataStart = 8 + Number(headerLength);
+  const dataLength = buffer.length - dataStart;
+  const tensors = new Map<string, SafetensorsEntry>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      metadata = raw as Record<string, string>;
+      continue;
+    }
+    const info = raw as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
+    const dtype = info.dtype ? TO_DTYPE[info.dtype] : undefined;
+    if (!dtype) throw fail(`tensor '${name}': unsupported dtype ${String(info.dtype)}`);
+    if (!Array.isArray(info.shape) || !info.shape.every((d) => Number.isInteger(d) && d >= 0)) throw fail(`tensor '${name}': bad shape`);
+    const [begin, end] = info.data_offsets ?? [-1, -1];
+    const expected = info.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[dtype];
+    if (!(begin >= 0 && end >= begin && end <= dataLength)) throw fail(`tensor '${name}': data_offsets [${begin}, ${end}] outside the data (${dataLength} bytes)`);
+    if (end - begin !== expected) throw fail(`tensor '${name}': ${end - begin} bytes for shape [${info.shape}] ${info.dtype} (needs ${expected}): truncated?`);
+    tensors.set(name, { dtype, shape: info.shape, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset + dataStart + begin, end - begin) });
+  }
+  return { tensors, metadata };
+}
+
+/** A CPU tensor holding a copy of an entry's bytes. */
+export function entryToTensor(entry: SafetensorsEntry): Tensor {
+  // Copy into an aligned buffer: entries may start at any byte offset.
+  const aligned = entry.bytes.slice().buffer;
+  const view = {
+    float32: () => new Float32Array(aligned), float64: () => new Float64Array(aligned), float16: () => new Uint16Array(aligned),
+    bfloat16: () => new Uint16Array(aligned), int32: () => new Int32Array(aligned), int64: () => new BigInt64Array(aligned),
+    uint8: () => new Uint8Array(aligned), bool: () => new Uint8Array(aligned),
+  }[entry.dtype]();
+  return Tensor.from(view, { shape: entry.shape, dtype: entry.dtype });
+}
+
+/** Writes tensors (in name order) atomically: `<path>.partial`, fsync, rename. */
+export async function writeSafetensors(path: string, tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+  const names = [...tensors.keys()].sort();
+  const header: Record<string, unknown> = Object.keys(metadata).length > 0 ? { __metadata__: metadata } : {};
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const name of names) {
+    const tensor = tensors.get(name)!;
+    const data = await (await tensor.to('cpu')).toTypedArray();
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    header[name] = { dtype: FROM_DTYPE[tensor.dtype], shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const padded = Math.ceil(json.length / 8) * 8;
+  json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
+  const lengthBytes = Buffer.alloc(8);
+  lengthBytes.writeBigUInt64LE(BigInt(json.length));
+  const partial = `${path}.partial`;
+  const fd = openSync(partial, 'w');
+  try {
+    for (const part of [lengthBytes, json, ...chunks]) writeSync(fd, part);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(partial, path);
+}
