@@ -9,3 +9,9 @@ export { findLibtorch, type LibtorchInstall, type BuildMetadata } from './native
 export { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsOptions, type SequenceLogpsResult } from './ops/sequence-logps';
 export { dpoLoss, METRIC_NAMES, type DpoLossInputs, type DpoLossResult, type DpoMetrics } from './loss/dpo-loss';
 export { parseDpoLossConfig, dpoLossConfigSchema, LOSS_TYPES, F_DIVERGENCES, type DpoLossConfig, type DpoLossConfigInput, type LossType } from './loss/dpo-config';
+export { CausalLM, createModel, loadModel, tokenizerVocabSize, type ModelInfo } from './models/causal-lm';
+export { ScriptModule, type ModuleInput, type ModuleValue, type NamedTensor } from './models/script-module';
+export { readSafetensors, writeSafetensors, entryToTensor, type SafetensorsEntry, type SafetensorsFile } from './models/safetensors';
+export { loadSafetensorsInto, exportSafetensors } from './models/weights';
+export { gpt2ConfigSchema, type Gpt2Config } from './models/gpt2';
+export { llamaConfigSchema, type LlamaConfig } from './models/llama';

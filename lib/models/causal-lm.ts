@@ -6,6 +6,7 @@ import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
 import { arange } from '../tensor-functions';
 import { createGpt2 } from './gpt2';
+import { createLlama } from './llama';
 import { ScriptModule, type ModuleValue } from './script-module';
 import { exportSafetensors, loadSafetensorsInto } from './weights';
 
@@ -99,9 +100,10 @@ export function tokenizerVocabSize(file: string): number {
 
 const ARCHITECTURES: Record<string, (config: unknown) => Promise<{ module: ScriptModule; config: object }>> = {
   gpt2: createGpt2,
+  llama: createLlama,
 };
 
-/** A fresh built-in model with HF's initialiser ('gpt2'; 'llama' is planned). */
+/** A fresh built-in model ('gpt2' or 'llama') with HF's initialiser. */
 export async function createModel(architecture: string, config: Record<string, unknown> = {}): Promise<CausalLM> {
   const build = ARCHITECTURES[architecture];
   if (!build) throw new ConfigError(`unknown architecture '${architecture}' (built in: ${Object.keys(ARCHITECTURES).join(', ')})`);

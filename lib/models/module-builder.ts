@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { ConfigError } from '../errors';
+import { noGrad } from '../grad-mode';
+import type { Tensor } from '../tensor';
+import { randn } from '../tensor-functions';
+import { ScriptModule } from './script-module';
+
+/** Helpers shared by the built-in architectures, which assemble TorchScript modules from source. */
+
+/** A module holding parameters (made trainable), float attributes and TorchScript methods. */
+export async function leafModule(
+  name: string,
+  params: Record<string, Tensor | Promise<Tensor>>,
+  source: string,
+  attrs: Record<string, number> = {},
+): Promise<ScriptModule> {
+  const m = ScriptModule.create(name);
+  for (const [key, value] of Object.entries(params)) {
+    const tensor = await value;
+    await tensor.setRequiresGrad(true);
+    await m.registerParameter(key, tensor);
+  }
+  for (const [key, value] of Object.entries(attrs)) await m.registerAttribute(key, value, 'float');
+  await m.define(source);
+  return m;
+}
+
+/** A container whose children are named "0", "1", … (HF's ModuleList layout), run in order. */
+export async function sequentialModule(name: string, children: ScriptModule[], args: string): Promise<ScriptModule> {
+  const container = ScriptModule.create(name);
+  const calls: string[] = [];
+  for (const [i, child] of children.entries()) {
+    await container.registerModule(String(i), child);
+    // TorchScript cannot spell self.0; getattr with a literal name resolves at compile time.
+    calls.push(`    x = getattr(self, "${i}").forward(x, ${args})`);
+  }
+  await container.define(`\ndef forward(self, x, ${args}):\n${calls.join('\n')}\n    return x\n`);
+  return container;
+}
+
+/** N(0, std) weights, as HF's _init_weights draws them. */
+export function normalInit(shape: number[], std: number): Promise<Tensor> {
+  return noGrad(async () => (await randn(shape)).mul(std));
+}
+
+/** Registers several submodules in order. */
+export async function registerAll(parent: ScriptModule, children: Record<string, ScriptModule>): Promise<void> {
+  for (const [key, child] of Object.entries(children)) await parent.registerModule(key, child);
+}
+
+export function parseArchitectureConfig<S extends z.ZodTypeAny>(schema: S, input: unknown, architecture: string): z.output<S> {
+  const parsed = schema.safeParse(input ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(`${architecture} config is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** mask: True where attention is NOT allowed (future keys or padding keys), shaped [B,1,T,T]. */
+export const ATTENTION_MASK_SOURCE = `
+def attention_mask(self, attention_mask, T: int):
+    future = torch.ones([T, T], device=attention_mask.device).triu(1) > 0.5
+    padding = attention_mask.unsqueeze(1).unsqueeze(2) < 0.5
+    return torch.logical_or(future.unsqueeze(0).unsqueeze(0), padding)
+`;
