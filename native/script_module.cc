@@ -1,5 +1,7 @@
 #include "script_module.h"
 
+#include <torch/csrc/jit/passes/inliner.h>
+
 #include <filesystem>
 #include <unordered_map>
 
@@ -206,11 +208,14 @@ Napi::Value ModuleHandle::Run(const Napi::CallbackInfo& info) {
 
 Napi::Value ModuleHandle::Describe(const Napi::CallbackInfo& info) {
   return Submit(info.Env(), [](ModuleState& s) {
-    struct MethodInfo { std::string name, schema; std::vector<std::string> args; };
+    struct MethodInfo { std::string name, schema, graph; std::vector<std::string> args; };
     std::vector<MethodInfo> methods;
     for (const auto& m : s.module.get_methods()) {
       const auto& schema = m.function().getSchema();
-      MethodInfo mi{m.name(), c10::toString(schema), {}};
+      // The inlined graph shows what a trace baked in (device constants, dropout or not).
+      std::shared_ptr<torch::jit::Graph> graph = m.graph()->copy();
+      torch::jit::Inline(*graph);
+      MethodInfo mi{m.name(), c10::toString(schema), graph->toString(), {}};
       for (size_t i = 1; i < schema.arguments().size(); ++i) mi.args.push_back(schema.arguments()[i].name());  // skip self
       methods.push_back(mi);
     }
@@ -223,6 +228,7 @@ Napi::Value ModuleHandle::Describe(const Napi::CallbackInfo& info) {
         Napi::Object m = Napi::Object::New(env);
         m.Set("name", methods[i].name);
         m.Set("schema", methods[i].schema);
+        m.Set("graph", methods[i].graph);
         Napi::Array args = Napi::Array::New(env, methods[i].args.size());
         for (size_t k = 0; k < methods[i].args.size(); ++k) args.Set(static_cast<uint32_t>(k), methods[i].args[k]);
         m.Set("args", args);

@@ -1,4 +1,5 @@
-import { Tensor, cudaAvailable, cudaDeviceCount, dpoLoss, emptyCache, memory, randint, randn, sequenceLogps, sequenceLogpsFromHidden } from '../lib';
+import { join } from 'node:path';
+import { loadModel, Tensor, cudaAvailable, cudaDeviceCount, dpoLoss, emptyCache, memory, randint, randn, sequenceLogps, sequenceLogpsFromHidden } from '../lib';
 
 // These run only where a GPU is present (scripts/gpu-check.sh); elsewhere jest lists them as skipped.
 const gpu = cudaAvailable();
@@ -79,5 +80,10 @@ describeCuda('CUDA', () => {
     expect(fused.logps.dtype).toBe('float32');
     const loss = await dpoLoss({ policyChosenLogps: await fused.logps.narrow(0, 0, 2), policyRejectedLogps: await fused.logps.narrow(0, 2, 2) }, { reference_free: true });
     expect(Number.isFinite(await loss.loss.item())).toBe(true);
+  });
+
+  it('warns that the traced CPU fixture has device constants baked in', async () => {
+    const model = await loadModel(join(__dirname, 'fixtures', 'tiny-gpt2'), { device: 'cuda' });
+    expect(model.info.warnings.join('\n')).toMatch(/device constants on cpu/);
   });
 });

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataError, NativeError, Tensor, noGrad, sequenceLogps } from '../lib';
-import { CausalLM, createModel, loadModel } from '../lib/models/causal-lm';
+import { CausalLM, bakedDevices, createModel, loadModel } from '../lib/models/causal-lm';
 import { readSafetensors } from '../lib/models/safetensors';
 import { ScriptModule } from '../lib/models/script-module';
 
@@ -63,6 +63,29 @@ describe('HF TorchScript export (traced fixture)', () => {
     expect(maxDiff(after, before)).toBeGreaterThan(1e-3);
     expect(maxDiff(await values(await noGrad(() => ref.forward(ids(), mask()))), reference.logits)).toBeLessThan(1e-5);
     expect((await ref.parameters()).every((p) => !p.requiresGrad)).toBe(true);
+  });
+});
+
+describe('what a trace baked in', () => {
+  it('finds the device constants of the traced fixture and warns only on another device', async () => {
+    const module = await ScriptModule.load(join(FIXTURE, 'model.pt'));
+    const forward = (await module.describe()).methods.find((m) => m.name === 'forward')!;
+    expect(bakedDevices(forward.graph)).toEqual(['cpu']);
+    expect((await loadModel(FIXTURE)).info.warnings).toEqual([]);
+    const scripted = await createModel('gpt2', { vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 1, n_head: 4 });
+    const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-scripted-'));
+    await scripted.save(join(dir, 'model.pt'));
+    const graph = (await (await ScriptModule.load(join(dir, 'model.pt'))).describe()).methods.find((m) => m.name === 'forward')!.graph;
+    expect(bakedDevices(graph)).toEqual([]); // scripted source follows the input's device
+  });
+
+  it('warns when a model was saved in eval mode', async () => {
+    const module = await ScriptModule.load(join(FIXTURE, 'model.pt'));
+    await module.eval();
+    const dir = folderWith(['config.json', 'tokenizer.json']);
+    await module.save(join(dir, 'model.pt'));
+    const model = await loadModel(dir);
+    expect(model.info.warnings.join('\n')).toMatch(/saved in eval mode/);
   });
 });
 

@@ -80,6 +80,13 @@ function logitsOf(out: ModuleValue): Tensor {
   throw new DataError('the model returned neither logits, a tuple starting with logits, nor a dict with "logits"');
 }
 
+/** Device types a traced graph hard-codes (e.g. torch.arange(..., device=cpu) recorded as a constant). */
+export function bakedDevices(graph: string): string[] {
+  const found = new Set<string>();
+  for (const m of graph.matchAll(/Device = prim::Constant\[value="([a-z]+)/g)) found.add(m[1]);
+  return [...found];
+}
+
 function readJson(file: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -138,6 +145,11 @@ export async function loadModel(path: string, options: { device?: string; dtype?
     const described = await module.describe();
     const forward = described.methods.find((m) => m.name === 'forward');
     if (!forward) throw new DataError(`${scriptFile}: the TorchScript module has no forward method`);
+    const baked = bakedDevices(forward.graph);
+    const wanted = (options.device ?? 'cpu').split(':')[0];
+    if (baked.some((d) => d !== wanted)) {
+      warnings.push(`${scriptFile} was traced with device constants on ${baked.join(', ')} but is loaded on ${options.device ?? 'cpu'}: parts of the graph may run on the wrong device; trace it on ${wanted}`);
+    }
     if (!described.training) warnings.push(`${scriptFile} was saved in eval mode: a traced graph keeps that mode, so dropout stays off while training`);
     const info: ModelInfo = {
       source: 'torchscript', path: scriptFile, architecture: String((config.architectures as string[] | undefined)?.[0] ?? described.type),

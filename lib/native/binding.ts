@@ -41,7 +41,8 @@ export type NativeModuleInput = NativeTensor | number | boolean | null;
 export interface NativeModuleDescription {
   type: string;
   training: boolean;
-  methods: { name: string; schema: string; args: string[] }[];
+  /** graph: the method's TorchScript IR (what a trace baked in). */
+  methods: { name: string; schema: string; args: string[]; graph: string }[];
 }
 
 /** A TorchScript module. Every method runs on the worker of the device its parameters live on. */
