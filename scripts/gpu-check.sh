@@ -44,7 +44,7 @@ node dist/cli/main.js doctor --json >"$OUT/doctor.json"
 
 step "tests (CUDA first; node:test with jest's expect)"
 failed=0
-for name in cuda runtime tensor-roundtrip autograd ops lifecycle event-loop loader sequence-logps dpo-loss; do
+for name in cuda runtime tensor-roundtrip autograd ops lifecycle event-loop loader sequence-logps dpo-loss models llama; do
   if ! node --require ./scripts/gpu-test-globals.js --test-reporter=spec ".gpu-bundle/js/test/$name.test.js" >>"$OUT/tests.log" 2>&1; then
     failed=$((failed + 1))
     echo "FAILED: $name"

@@ -173,3 +173,36 @@ describe('bad model files', () => {
     await expect(narrow.loadSafetensors(join(FIXTURE, 'model.safetensors'))).rejects.toThrow(/shape mismatch: transformer\.wpe\.weight: file \[32,32\] vs model \[16,32\]/);
   });
 });
+
+describe('model conventions', () => {
+  it('reads logits from a dict output and calls forward(input_ids) alone when that is the signature', async () => {
+    const module = ScriptModule.create('DictLM');
+    await module.registerParameter('table', await (await Tensor.from([[0.5, -1, 2]]).expand([5, 3])).contiguous());
+    await module.define('\ndef forward(self, input_ids):\n    return {"logits": torch.embedding(self.table, input_ids)}\n');
+    const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-dict-'));
+    await module.save(join(dir, 'model.pt'));
+    const model = await loadModel(join(dir, 'model.pt'));
+    expect(model.info.forwardArgs).toEqual(['input_ids']);
+    expect(model.info.vocabSize).toBe(3);
+    const logits = await model.forward(Tensor.from([[1, 4]], { dtype: 'int64' }), Tensor.from([[1, 1]], { dtype: 'int64' }));
+    expect(await logits.toArray()).toEqual([0.5, -1, 2, 0.5, -1, 2]);
+  });
+
+  it('honours train()/eval() for dropout and draws weights like HF', async () => {
+    const model = await createModel('gpt2', { vocab_size: 64, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0.5, embd_pdrop: 0.5, attn_pdrop: 0.5 });
+    const run = async () => values(await noGrad(() => model.forward(ids(), mask())));
+    await model.train();
+    expect(maxDiff(await run(), await run())).toBeGreaterThan(1e-3);
+    await model.eval();
+    expect(maxDiff(await run(), await run())).toBe(0);
+    const named = await model.namedParameters();
+    const std = async (name: string) => {
+      const v = await values(named.find((p) => p.name === name)!.tensor.detach());
+      const mean = v.reduce((a, b) => a + b, 0) / v.length;
+      return Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length);
+    };
+    expect(await std('transformer.wte.weight')).toBeCloseTo(0.02, 2);
+    expect(await std('transformer.h.0.attn.c_proj.weight')).toBeCloseTo(0.02 / Math.sqrt(4), 2);
+    expect(await values(named.find((p) => p.name === 'transformer.h.0.ln_1.weight')!.tensor.detach())).toEqual(new Array(32).fill(1));
+  });
+});
