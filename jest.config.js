@@ -3,7 +3,9 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  // hyparquet ships ES modules only: ts-jest turns them into CommonJS for jest's module system.
+  transform: { '^.+\\.[tj]s$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  transformIgnorePatterns: ['/node_modules/(?!(hyparquet|hyparquet-writer)/)'],
   // Each test file loads libtorch (~0.7 s, ~290 libraries): two workers fit the 2-core CI machine.
   maxWorkers: 2,
   testTimeout: 60000,

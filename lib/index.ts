@@ -15,3 +15,10 @@ export { readSafetensors, writeSafetensors, entryToTensor, type SafetensorsEntry
 export { loadSafetensorsInto, exportSafetensors } from './models/weights';
 export { gpt2ConfigSchema, type Gpt2Config } from './models/gpt2';
 export { llamaConfigSchema, type LlamaConfig } from './models/llama';
+export { HfTokenizer, type ChatMessage } from './data/tokenizer';
+export { toExample, RowError, splitCommonTextPrefix, type PreferenceExample, type PreferenceFormat, type DropReason, type RowSource } from './data/examples';
+export { readRows, resolveDataFiles } from './data/readers';
+export { tokenizePair, type TokenizedPair, type TokenizedSequence } from './data/tokenize-pairs';
+export { loadPreferenceData, dataOptionsSchema, type DataOptionsInput, type DataReport } from './data/preference-data';
+export { collate, disposeBatch, type PreferenceBatch } from './data/collate';
+export { BatchSampler, prefetch, type SamplerOptions } from './data/sampler';
