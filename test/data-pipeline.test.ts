@@ -23,13 +23,13 @@ describe('reading', () => {
     const buffer = parquetWriteBuffer({ columnData: Object.entries(columns).map(([name, data]) => ({ name, data })) });
     const pq = join(d, 'mapped.parquet');
     writeFileSync(pq, Buffer.from(buffer));
-    const folder = await loadPreferenceData(join(d), tok, { on_invalid: 'skip' });
+    const folder = await loadPreferenceData(join(d), tok, { on_invalid: 'skip', cache_dir: false });
     expect(folder.report.rowsRead).toBe(5);
     expect(folder.report.kept).toBe(3); // the Parquet rows use other column names
     expect(folder.report.dropped).toEqual({ missing_field: 2 });
-    const mapped = await loadPreferenceData(pq, tok, { prompt_column: 'question', chosen_column: 'good', rejected_column: 'bad' });
+    const mapped = await loadPreferenceData(pq, tok, { prompt_column: 'question', chosen_column: 'good', rejected_column: 'bad', cache_dir: false });
     expect(mapped.report).toMatchObject({ kept: 2, formats: { standard: 2 } });
-    const glob = await loadPreferenceData(join(d, '*.json*'), tok);
+    const glob = await loadPreferenceData(join(d, '*.json*'), tok, { cache_dir: false });
     expect(glob.report.files.map((f) => f.split('/').pop())).toEqual(['a.jsonl', 'b.json']);
     expect(glob.report.tokens.total).toBeGreaterThan(0);
   });
@@ -61,10 +61,10 @@ describe('reading', () => {
     for (const [line, message] of expectations) {
       const only = join(d, `only-${line}.jsonl`);
       writeFileSync(only, '\n'.repeat(line - 1) + jsonl([rows[line - 1]])); // same line number, blank lines before
-      await expect(loadPreferenceData(only, tok)).rejects.toThrow(DataError);
-      await expect(loadPreferenceData(only, tok)).rejects.toThrow(new RegExp(message.source.replace('bad\\.jsonl', `only-${line}\\.jsonl`)));
+      await expect(loadPreferenceData(only, tok, { cache_dir: false })).rejects.toThrow(DataError);
+      await expect(loadPreferenceData(only, tok, { cache_dir: false })).rejects.toThrow(new RegExp(message.source.replace('bad\\.jsonl', `only-${line}\\.jsonl`)));
     }
-    const { report } = await loadPreferenceData(file, tok, { on_invalid: 'skip' });
+    const { report } = await loadPreferenceData(file, tok, { on_invalid: 'skip', cache_dir: false });
     expect(report).toMatchObject({
       rowsRead: 9, kept: 2,
       dropped: { malformed_json: 1, missing_field: 1, wrong_type: 1, empty_completion: 1, identical_pair: 1, no_assistant_turn: 1, unknown_role: 1 },
@@ -77,11 +77,51 @@ describe('reading', () => {
     writeFileSync(file, jsonl([{ prompt: [{ role: 'user', content: 'Hi' }], chosen: [{ role: 'assistant', content: 'A' }], rejected: [{ role: 'assistant', content: 'B' }] }]));
     const { json } = { json: tok.json };
     const noTemplate = new HfTokenizer(json, { eos_token: '<|im_end|>' }, 'no-template');
-    await expect(loadPreferenceData(file, noTemplate)).rejects.toThrow(/no-template: tokenizer_config.json has no chat_template/);
+    await expect(loadPreferenceData(file, noTemplate, { cache_dir: false })).rejects.toThrow(/no-template: tokenizer_config.json has no chat_template/);
     const broken = new HfTokenizer(json, { eos_token: '<|im_end|>', chat_template: '{% for m in messages %}{{ m.content | nosuchfilter }}{% endfor %}' }, 'broken');
-    await expect(loadPreferenceData(file, broken)).rejects.toThrow(/chat\.jsonl:1: the chat template failed/);
+    await expect(loadPreferenceData(file, broken, { cache_dir: false })).rejects.toThrow(/chat\.jsonl:1: the chat template failed/);
     await expect(loadPreferenceData(file, tok, { max_length: -1 })).rejects.toThrow(ConfigError);
     await expect(loadPreferenceData(join(d, 'nope.jsonl'), tok)).rejects.toThrow(/nope\.jsonl: no such file/);
+  });
+});
+
+describe('cache and worker threads', () => {
+  const rows = Array.from({ length: 3000 }, (_, i) => ({ prompt: `Row ${i}: what is ${i} plus ${i % 7}?`, chosen: ` It is ${i + (i % 7)}.`, rejected: ` It is ${i - 1}, probably.` }));
+  const asArrays = (pairs: { chosen: { ids: ArrayLike<number>; promptLength: number }; rejected: { ids: ArrayLike<number>; promptLength: number } }[]) =>
+    pairs.map((p) => [Array.from(p.chosen.ids), p.chosen.promptLength, Array.from(p.rejected.ids), p.rejected.promptLength]);
+
+  it('tokenizes on worker threads with the same result as on this thread', async () => {
+    const d = dir();
+    writeFileSync(join(d, 'many.jsonl'), jsonl(rows));
+    const workerScript = join(__dirname, '..', 'dist', 'data', 'tokenize-worker.js'); // scripts/setup.sh compiles dist/
+    const parallel = await loadPreferenceData(join(d, 'many.jsonl'), tok, { cache_dir: false, dataset_num_proc: 2 }, { workerScript, minExamples: 1000 });
+    const serial = await loadPreferenceData(join(d, 'many.jsonl'), tok, { cache_dir: false }, { workerScript: null });
+    expect(parallel.report).toMatchObject({ kept: 3000, tokenizeThreads: 2 });
+    expect(serial.report.tokenizeThreads).toBe(1);
+    expect(asArrays(parallel.pairs)).toEqual(asArrays(serial.pairs));
+  });
+
+  it('reuses the token cache and invalidates it when data, tokenizer or settings change', async () => {
+    const d = dir();
+    const cache = join(d, 'cache');
+    const file = join(d, 'data.jsonl');
+    writeFileSync(file, jsonl(rows.slice(0, 200)));
+    const first = await loadPreferenceData(file, tok, { cache_dir: cache });
+    expect(first.report.cache.hit).toBe(false);
+    const second = await loadPreferenceData(file, tok, { cache_dir: cache });
+    expect(second.report.cache).toEqual({ hit: true, path: first.report.cache.path });
+    expect(second.report.tokens).toEqual(first.report.tokens);
+    expect(second.report.tokenizeThreads).toBe(0);
+    expect(asArrays(second.pairs)).toEqual(asArrays(first.pairs));
+    expect((await loadPreferenceData(file, tok, { cache_dir: cache, max_length: 24 })).report.cache.hit).toBe(false);
+    const other = new HfTokenizer(tok.json, { ...tok.config, eos_token: '<|endoftext|>' });
+    expect((await loadPreferenceData(file, other, { cache_dir: cache })).report.cache.hit).toBe(false);
+    writeFileSync(file, jsonl(rows.slice(0, 201)));
+    const changed = await loadPreferenceData(file, tok, { cache_dir: cache });
+    expect(changed.report).toMatchObject({ cache: { hit: false }, kept: 201 });
+    // A damaged cache file is rebuilt, never trusted.
+    writeFileSync(changed.report.cache.path!, 'garbage');
+    expect((await loadPreferenceData(file, tok, { cache_dir: cache })).report).toMatchObject({ cache: { hit: false }, kept: 201 });
   });
 });
 

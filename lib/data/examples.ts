@@ -30,7 +30,7 @@ export class RowError extends DataError {
     readonly reason: DropReason,
     readonly source: RowSource,
     readonly field: string | null,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`${source.file}:${source.line}${field ? ` field "${field}"` : ''}: ${detail}`);
   }

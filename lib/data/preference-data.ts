@@ -1,9 +1,12 @@
+import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors';
-import { RowError, toExample, type DropReason, type PreferenceFormat } from './examples';
-import { readRows } from './readers';
+import { RowError, toExample, type DropReason, type PreferenceExample, type PreferenceFormat } from './examples';
+import { tokenizeAll } from './parallel-tokenize';
+import { readRows, resolveDataFiles } from './readers';
+import { cacheKey, defaultCacheDir, readTokenCache, writeTokenCache } from './token-cache';
 import type { HfTokenizer } from './tokenizer';
-import { tokenizePair, type TokenizedPair } from './tokenize-pairs';
+import type { TokenizedPair } from './tokenize-pairs';
 
 /** Data options with TRL's names; defaults here and only here. */
 export const dataOptionsSchema = z
@@ -16,6 +19,10 @@ export const dataOptionsSchema = z
     truncation_mode: z.enum(['keep_start', 'keep_end']).default('keep_start'),
     /** error: the first bad row stops loading with its file, line and field; skip: count and go on. */
     on_invalid: z.enum(['error', 'skip']).default('error'),
+    /** Worker threads for tokenizing large datasets (TRL's dataset_num_proc); default: the core count. */
+    dataset_num_proc: z.number().int().positive().optional(),
+    /** Where tokenized datasets are cached (false: no cache); default ~/.cache/torch-dpo/datasets. */
+    cache_dir: z.union([z.string(), z.literal(false)]).optional(),
   })
   .strict();
 export type DataOptionsInput = z.input<typeof dataOptionsSchema>;
@@ -36,11 +43,21 @@ export interface DataReport {
   boundaryMismatches: number;
   truncated: number;
   tokens: { prompt: LengthStats; chosen: LengthStats; rejected: LengthStats; total: number };
+  /** Threads that tokenized (1: this thread; 0: nothing tokenized, loaded from the cache). */
+  tokenizeThreads: number;
+  /** hit: loaded from the token cache at `path` instead of tokenizing. */
+  cache: { hit: boolean; path: string | null };
 }
 
 function stats(values: number[]): LengthStats {
   if (values.length === 0) return { min: 0, mean: 0, max: 0 };
-  return { min: Math.min(...values), mean: values.reduce((a, b) => a + b, 0) / values.length, max: Math.max(...values) };
+  let min = Infinity, max = -Infinity, sum = 0;
+  for (const v of values) {
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+    sum += v;
+  }
+  return { min, mean: sum / values.length, max };
 }
 
 /**
@@ -51,42 +68,66 @@ export async function loadPreferenceData(
   paths: string | string[],
   tokenizer: HfTokenizer,
   input: DataOptionsInput = {},
+  parallel: { workerScript?: string | null; minExamples?: number } = {},
 ): Promise<{ pairs: TokenizedPair[]; report: DataReport }> {
   const parsed = dataOptionsSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(`data options are invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const o = parsed.data;
+  const files = resolveDataFiles(paths);
+  const { dataset_num_proc: _threads, cache_dir: cacheDir, ...shaping } = o;
+  const cachePath = cacheDir === false ? null : join(cacheDir ?? defaultCacheDir(), `${cacheKey(files, tokenizer, shaping)}.tokens`);
+  const cached = cachePath ? readTokenCache<DataReport>(cachePath) : null;
+  if (cached) return { pairs: cached.pairs, report: { ...cached.report, tokenizeThreads: 0, cache: { hit: true, path: cachePath } } };
+
   const report: DataReport = {
-    files: [], rowsRead: 0, kept: 0, dropped: {}, formats: {}, boundaryMismatches: 0, truncated: 0,
-    tokens: { prompt: stats([]), chosen: stats([]), rejected: stats([]), total: 0 },
+    files, rowsRead: 0, kept: 0, dropped: {}, formats: {}, boundaryMismatches: 0, truncated: 0,
+    tokens: { prompt: stats([]), chosen: stats([]), rejected: stats([]), total: 0 }, tokenizeThreads: 1, cache: { hit: false, path: cachePath },
   };
-  const pairs: TokenizedPair[] = [];
-  const lengths = { prompt: [] as number[], chosen: [] as number[], rejected: [] as number[] };
-  const files = new Set<string>();
-  for await (const row of readRows(paths)) {
+  // Rows in file order: an example to tokenize, or the error that stopped it.
+  const slots: (RowError | number)[] = [];
+  const examples: PreferenceExample[] = [];
+  for await (const row of readRows(files)) {
     report.rowsRead += 1;
+    if (row instanceof RowError) {
+      if (o.on_invalid === 'error') throw row;
+      slots.push(row);
+      continue;
+    }
     try {
-      if (row instanceof RowError) throw row;
-      files.add(row.source.file);
       const example = toExample(row.value, row.source, o);
       report.formats[example.format] = (report.formats[example.format] ?? 0) + 1;
-      const pair = tokenizePair(example, tokenizer, { maxLength: o.max_length, maxPromptLength: o.max_prompt_length, truncationMode: o.truncation_mode });
-      pairs.push(pair);
-      if (pair.boundaryMismatch) report.boundaryMismatches += 1;
-      if (pair.truncated) report.truncated += 1;
-      lengths.prompt.push(pair.chosen.promptLength);
-      lengths.chosen.push(pair.chosen.ids.length - pair.chosen.promptLength);
-      lengths.rejected.push(pair.rejected.ids.length - pair.rejected.promptLength);
+      slots.push(examples.length);
+      examples.push(example);
     } catch (err) {
       if (!(err instanceof RowError) || o.on_invalid === 'error') throw err;
-      files.add(err.source.file);
-      report.dropped[err.reason] = (report.dropped[err.reason] ?? 0) + 1;
+      slots.push(err);
     }
   }
-  report.files = [...files];
+  const { results, threads } = await tokenizeAll(examples, tokenizer, { maxLength: o.max_length, maxPromptLength: o.max_prompt_length, truncationMode: o.truncation_mode }, { threads: o.dataset_num_proc, ...parallel });
+  const pairs: TokenizedPair[] = [];
+  const lengths = { prompt: [] as number[], chosen: [] as number[], rejected: [] as number[] };
+  for (const slot of slots) {
+    const result = typeof slot === 'number' ? results[slot] : null;
+    const error = slot instanceof RowError ? slot : result && 'error' in result ? new RowError(result.error.reason, result.error.source, result.error.field, result.error.detail) : null;
+    if (error) {
+      if (o.on_invalid === 'error') throw error;
+      report.dropped[error.reason] = (report.dropped[error.reason] ?? 0) + 1;
+      continue;
+    }
+    const pair = (result as { pair: TokenizedPair }).pair;
+    pairs.push(pair);
+    if (pair.boundaryMismatch) report.boundaryMismatches += 1;
+    if (pair.truncated) report.truncated += 1;
+    lengths.prompt.push(pair.chosen.promptLength);
+    lengths.chosen.push(pair.chosen.ids.length - pair.chosen.promptLength);
+    lengths.rejected.push(pair.rejected.ids.length - pair.rejected.promptLength);
+  }
   report.kept = pairs.length;
+  report.tokenizeThreads = threads;
   report.tokens = {
     prompt: stats(lengths.prompt), chosen: stats(lengths.chosen), rejected: stats(lengths.rejected),
     total: pairs.reduce((s, p) => s + p.chosen.ids.length + p.rejected.ids.length, 0),
   };
+  if (cachePath) writeTokenCache(cachePath, pairs, report);
   return { pairs, report };
 }

@@ -12,7 +12,7 @@ export interface TokenizeOptions {
 
 /** One side of a pair: prompt followed by completion, and where the completion starts. */
 export interface TokenizedSequence {
-  ids: number[];
+  ids: number[] | Int32Array;
   promptLength: number;
 }
 

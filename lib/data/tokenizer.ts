@@ -71,8 +71,8 @@ export class HfTokenizer {
     return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
 
-  decode(ids: number[], options: { skipSpecialTokens?: boolean } = {}): string {
-    return this.tokenizer.decode(ids, { skip_special_tokens: options.skipSpecialTokens ?? false });
+  decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
+    return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
   /** Renders messages with the chat template (errors name the template problem). */
