@@ -10,6 +10,7 @@
 #include "dpo_loss.h"
 #include "errors.h"
 #include "ops.h"
+#include "optimizer_ops.h"
 #include "sequence_logps.h"
 #include "tensor_handle.h"
 
@@ -65,6 +66,10 @@ const std::unordered_map<std::string, FusedSpec>& FusedTable() {
        }}},
       // inputs: policyChosen, policyRejected [B], then per the `layout` attribute (see dpo_loss.h)
       {"dpo_loss", {2, 16, [](const OpCall& c) { return DpoLoss(c.inputs, c.attrs); }}},
+      // optimizer steps over whole parameter lists
+      {"adamw_step", {0, SIZE_MAX, [](const OpCall& c) { return AdamWStep(c.inputs, c.attrs); }}},
+      {"clip_grad_norm", {0, SIZE_MAX, [](const OpCall& c) { return ClipGradNorm(c.inputs, c.attrs); }}},
+      {"zero_grads", {0, SIZE_MAX, [](const OpCall& c) { return ZeroGrads(c.inputs, c.attrs); }}},
   };
   return table;
 }

@@ -1,0 +1,96 @@
+import { noGrad } from '../grad-mode';
+import type { NamedTensor } from '../models/script-module';
+import { runFusedOp, type Tensor } from '../tensor';
+import { zeros } from '../tensor-functions';
+
+export interface AdamWOptions {
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+}
+
+/** No weight decay on biases and norm weights (1-D parameters), as TRL/HF Trainer group them. */
+export function decays(p: NamedTensor): boolean {
+  return p.tensor.shape.length > 1 && !/(^|\.)(bias|ln_\w*|.*norm\w*)\./.test(`${p.name}.`);
+}
+
+/**
+ * AdamW (torch.optim.AdamW's update) over de-duplicated parameters; each step is one native job over
+ * all of them. The learning rate is set per step by the scheduler.
+ */
+export class AdamW {
+  readonly params: NamedTensor[];
+  private expAvg: Tensor[] = [];
+  private expAvgSq: Tensor[] = [];
+  private readonly decay: number[];
+  private stepCount = 0;
+  lr: number;
+
+  constructor(params: NamedTensor[], private readonly options: AdamWOptions) {
+    this.params = params.filter((p) => p.tensor.requiresGrad);
+    this.decay = this.params.map((p) => (decays(p) ? 1 : 0));
+    this.lr = options.lr;
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  private async ensureState(): Promise<void> {
+    if (this.expAvg.length === this.params.length) return;
+    for (const p of this.params) {
+      this.expAvg.push(await zeros(p.tensor.shape, { dtype: p.tensor.dtype, device: p.tensor.device }));
+      this.expAvgSq.push(await zeros(p.tensor.shape, { dtype: p.tensor.dtype, device: p.tensor.device }));
+    }
+  }
+
+  async step(): Promise<void> {
+    await this.ensureState();
+    this.stepCount += 1;
+    const [beta1, beta2] = this.options.betas ?? [0.9, 0.999];
+    await noGrad(() => runFusedOp('adamw_step', [...this.params.map((p) => p.tensor), ...this.expAvg, ...this.expAvgSq], {
+      lr: this.lr, beta1, beta2, eps: this.options.eps ?? 1e-8, weight_decay: this.options.weightDecay ?? 0, decay: this.decay, step: this.stepCount,
+    }));
+  }
+
+  /** Releases every gradient (set to none, like zero_grad(set_to_none=True)). */
+  async zeroGrad(): Promise<void> {
+    await runFusedOp('zero_grads', this.params.map((p) => p.tensor));
+  }
+
+  /** Scales gradients so their global L2 norm is at most maxNorm; returns the norm before clipping. */
+  async clipGradNorm(maxNorm?: number): Promise<number> {
+    const { norm } = await runFusedOp('clip_grad_norm', this.params.map((p) => p.tensor), maxNorm === undefined ? {} : { max_norm: maxNorm });
+    const value = (await norm.item()) as number;
+    norm.dispose();
+    return value;
+  }
+
+  /** State for checkpoints: moment tensors by parameter name, and the step count. */
+  stateTensors(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    this.params.forEach((p, i) => {
+      if (this.expAvg[i]) {
+        out.set(`exp_avg.${p.name}`, this.expAvg[i]);
+        out.set(`exp_avg_sq.${p.name}`, this.expAvgSq[i]);
+      }
+    });
+    return out;
+  }
+
+  async loadState(tensors: Map<string, Tensor>, steps: number): Promise<void> {
+    await this.ensureState();
+    await noGrad(async () => {
+      for (const [i, p] of this.params.entries()) {
+        const m = tensors.get(`exp_avg.${p.name}`);
+        const v = tensors.get(`exp_avg_sq.${p.name}`);
+        if (m && v) {
+          await this.expAvg[i].copy_(m);
+          await this.expAvgSq[i].copy_(v);
+        }
+      }
+    });
+    this.stepCount = steps;
+  }
+}

@@ -1,0 +1,62 @@
+#include "optimizer_ops.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace torch_dpo {
+
+NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& a) {
+  if (inputs.size() % 3 != 0) throw std::invalid_argument("adamw_step: inputs must be parameters, exp_avg and exp_avg_sq lists of one length");
+  const size_t n = inputs.size() / 3;
+  const double lr = a.Double("lr"), beta1 = a.Double("beta1"), beta2 = a.Double("beta2"), eps = a.Double("eps");
+  const double weightDecay = a.Double("weight_decay");
+  const int64_t step = a.Int("step");
+  std::vector<double> decay = a.Has("decay") ? a.DoubleList("decay") : std::vector<double>(n, 1.0);
+  if (decay.size() != n) throw std::invalid_argument("adamw_step: 'decay' needs one entry per parameter");
+  if (step < 1) throw std::invalid_argument("adamw_step: step counts from 1");
+  at::NoGradGuard noGrad;
+  const double bias1 = 1 - std::pow(beta1, static_cast<double>(step));
+  const double bias2Sqrt = std::sqrt(1 - std::pow(beta2, static_cast<double>(step)));
+  for (size_t i = 0; i < n; ++i) {
+    at::Tensor p = inputs[i];
+    const at::Tensor& grad = p.grad();
+    if (!grad.defined()) continue;
+    at::Tensor m = inputs[n + i], v = inputs[2 * n + i];
+    if (!m.sizes().equals(p.sizes()) || !v.sizes().equals(p.sizes())) throw std::invalid_argument("adamw_step: optimizer state does not match parameter " + std::to_string(i));
+    if (decay[i] != 0 && weightDecay != 0) p.mul_(1 - lr * weightDecay);
+    m.mul_(beta1).add_(grad, 1 - beta1);
+    v.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+    at::Tensor denom = (v.sqrt() / bias2Sqrt).add_(eps);
+    p.addcdiv_(m, denom, -lr / bias1);
+  }
+  return {};
+}
+
+NamedTensors ClipGradNorm(const std::vector<at::Tensor>& inputs, const OpAttrs& a) {
+  at::NoGradGuard noGrad;
+  std::vector<at::Tensor> norms;
+  for (const auto& p : inputs) {
+    if (p.grad().defined()) norms.push_back(at::linalg_vector_norm(p.grad(), 2, c10::nullopt, false, at::kDouble));
+  }
+  at::Tensor total = norms.empty() ? at::zeros({}, at::TensorOptions().dtype(at::kDouble)) : at::linalg_vector_norm(at::stack(norms), 2);
+  if (a.Has("max_norm")) {
+    const double maxNorm = a.Double("max_norm");
+    const double value = total.item<double>();
+    if (std::isfinite(value) && value > maxNorm) {
+      const double coef = maxNorm / (value + 1e-6);
+      for (const auto& p : inputs) {
+        if (p.grad().defined()) p.mutable_grad().mul_(coef);
+      }
+    }
+  }
+  return {{"norm", total}};
+}
+
+NamedTensors ZeroGrads(const std::vector<at::Tensor>& inputs, const OpAttrs&) {
+  for (const auto& p : inputs) {
+    if (p.grad().defined()) const_cast<at::Tensor&>(p).mutable_grad().reset();
+  }
+  return {};
+}
+
+}  // namespace torch_dpo

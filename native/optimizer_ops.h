@@ -1,0 +1,28 @@
+// Optimizer steps over many parameters in one job: AdamW (torch.optim.AdamW's math), global-norm
+// gradient clipping and gradient reset. Everything runs without autograd, in place.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "op_attrs.h"
+
+namespace torch_dpo {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// inputs: n parameters, n exp_avg, n exp_avg_sq. attrs: lr, beta1, beta2, eps, weight_decay,
+// decay (n numbers, 1 = apply weight decay), step (1-based). Parameters without a gradient are skipped.
+NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
+
+// inputs: the parameters. attrs: max_norm. Output "norm": the total L2 norm of all gradients before
+// clipping (0-d, float32/64); gradients are scaled in place when it exceeds max_norm and is finite.
+NamedTensors ClipGradNorm(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
+
+// inputs: the parameters; their gradients are released (set to none).
+NamedTensors ZeroGrads(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
+
+}  // namespace torch_dpo
