@@ -22,3 +22,7 @@ export { tokenizePair, type TokenizedPair, type TokenizedSequence } from './data
 export { loadPreferenceData, dataOptionsSchema, type DataOptionsInput, type DataReport } from './data/preference-data';
 export { collate, disposeBatch, type PreferenceBatch } from './data/collate';
 export { BatchSampler, prefetch, type SamplerOptions } from './data/sampler';
+export { DPOTrainer, TrainingDivergedError, type LogRecord } from './train/trainer';
+export { trainerConfigSchema, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './train/config';
+export { AdamW, type AdamWOptions } from './train/adamw';
+export { scheduleFactor, warmupSteps, type SchedulerType } from './train/schedulers';

@@ -40,6 +40,12 @@ export class CausalLM {
     return (await this.module.run('forward_hidden', [inputIds, attentionMask])) as Tensor;
   }
 
+  /** The output projection [V,H] (the tied embedding for GPT-2), for the fused-linear loss. */
+  async lmHeadWeight(): Promise<Tensor | null> {
+    const found = (await this.module.namedParameters()).find((p) => p.name === 'lm_head.weight' || p.aliases.includes('lm_head.weight'));
+    return found?.tensor ?? null;
+  }
+
   train(on = true) { return this.module.train(on); }
   eval() { return this.module.eval(); }
   freeze() { return this.module.freeze(); }

@@ -1,0 +1,89 @@
+import type { PreferenceBatch } from '../data/collate';
+import { noGrad } from '../grad-mode';
+import type { DpoLossConfig } from '../loss/dpo-config';
+import { dpoLoss, type DpoLossInputs, type DpoMetrics } from '../loss/dpo-loss';
+import type { CausalLM } from '../models/causal-lm';
+import { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsResult } from '../ops/sequence-logps';
+import type { Tensor } from '../tensor';
+
+export interface LogpsRequest {
+  tokenLogps: boolean;
+  wpo: boolean;
+  metrics: boolean;
+  fusedLinear: boolean;
+}
+
+/** Per-sequence log-probs of the 2B rows: fused-linear from hidden states when possible, else from logits. */
+export async function batchLogps(model: CausalLM, batch: PreferenceBatch, request: LogpsRequest): Promise<SequenceLogpsResult> {
+  const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics };
+  const head = request.fusedLinear && model.info.hasForwardHidden ? await model.lmHeadWeight() : null;
+  if (head) {
+    const hidden = await model.forwardHidden(batch.inputIds, batch.attentionMask);
+    return sequenceLogpsFromHidden(hidden, head, undefined, batch.inputIds, batch.completionMask, options);
+  }
+  const logits = await model.forward(batch.inputIds, batch.attentionMask);
+  // The logits are used once: their gradient can overwrite them.
+  return sequenceLogps(logits, batch.inputIds, batch.completionMask, { ...options, inplaceBackward: true });
+}
+
+export interface MicroStepResult {
+  pairs: number;
+  tokens: number;
+  metrics: DpoMetrics & Record<string, number>;
+  loss: number;
+}
+
+const halves = async (t: Tensor, b: number) => [await t.narrow(0, 0, b), await t.narrow(0, b, b)];
+
+/**
+ * One micro-batch: policy (and reference, without gradient) log-probs, the DPO loss, and backward of
+ * loss × scale. scale = pairs in this micro-batch / pairs in the optimizer step, so gradient
+ * accumulation over micro-batches equals one big batch.
+ */
+export async function microStep(
+  policy: CausalLM,
+  reference: CausalLM | null,
+  batch: PreferenceBatch,
+  loss: DpoLossConfig,
+  scale: number,
+  fusedLinear: boolean,
+): Promise<MicroStepResult> {
+  const B = batch.pairs;
+  const ld = loss.ld_alpha !== undefined;
+  const pol = await batchLogps(policy, batch, { tokenLogps: ld, wpo: loss.use_weighting, metrics: true, fusedLinear });
+  const ref = loss.reference_free || !reference ? null : await noGrad(() => batchLogps(reference, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear }));
+  const [pc, pr] = await halves(pol.logps, B);
+  const [nc, nr] = await halves(pol.counts, B);
+  const inputs: DpoLossInputs = { policyChosenLogps: pc, policyRejectedLogps: pr, chosenLengths: nc, rejectedLengths: nr };
+  if (ref) [inputs.referenceChosenLogps, inputs.referenceRejectedLogps] = await halves(ref.logps, B);
+  if (loss.use_weighting) [inputs.chosenWpoLogSum, inputs.rejectedWpoLogSum] = await halves(pol.wpoLogSum!, B);
+  if (ld) {
+    [inputs.chosenTokenLogps, inputs.rejectedTokenLogps] = await halves(pol.tokenLogps!, B);
+    if (ref) [inputs.referenceChosenTokenLogps, inputs.referenceRejectedTokenLogps] = await halves(ref.tokenLogps!, B);
+    // Label-aligned masks: position 0 predicts nothing.
+    const aligned = await batch.completionMask.clone();
+    await (await aligned.narrow(1, 0, 1)).zero_(); // a view: clears column 0 of `aligned`
+    [inputs.chosenMask, inputs.rejectedMask] = await halves(aligned, B);
+  }
+  const result = await dpoLoss(inputs, loss);
+  await (await result.loss.mul(scale)).backward();
+
+  // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
+  const sums = async (t: Tensor) => (await halves(t, B)).map(async (h) => ((await (await h.sum()).item()) as number));
+  const [tokC, tokR] = await Promise.all(await sums(await pol.counts.to('float64')));
+  const [meanC, meanR] = await Promise.all(await sums(pol.meanLogitSum!));
+  const [entC, entR] = await Promise.all(await sums(pol.entropySum!));
+  const [hitC] = await Promise.all(await sums(pol.argmaxHits!));
+  return {
+    pairs: B,
+    tokens: batch.lengths.reduce((a, b) => a + b, 0),
+    loss: (await result.loss.item()) as number,
+    metrics: {
+      ...result.metrics,
+      'logits/chosen': meanC / Math.max(tokC, 1),
+      'logits/rejected': meanR / Math.max(tokR, 1),
+      entropy: (entC + entR) / Math.max(tokC + tokR, 1),
+      mean_token_accuracy: hitC / Math.max(tokC, 1),
+    },
+  };
+}

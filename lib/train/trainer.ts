@@ -1,0 +1,176 @@
+import { EventEmitter } from 'node:events';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { collate, disposeBatch } from '../data/collate';
+import { loadPreferenceData, type DataReport } from '../data/preference-data';
+import { BatchSampler } from '../data/sampler';
+import { HfTokenizer } from '../data/tokenizer';
+import type { TokenizedPair } from '../data/tokenize-pairs';
+import { TorchDpoError } from '../errors';
+import { parseDpoLossConfig, type DpoLossConfig } from '../loss/dpo-config';
+import { CausalLM, createModel, loadModel } from '../models/causal-lm';
+import { manualSeed } from '../runtime';
+import { AdamW } from './adamw';
+import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
+import { microStep } from './dpo-step';
+import { scheduleFactor, warmupSteps } from './schedulers';
+
+export interface LogRecord {
+  step: number;
+  epoch: number;
+  learning_rate: number;
+  grad_norm: number;
+  loss: number;
+  num_tokens: number;
+  tokens_per_second: number;
+  step_seconds: number;
+  [metric: string]: number;
+}
+
+/** Stops a run: too many non-finite steps in a row. The last good state is what was saved. */
+export class TrainingDivergedError extends TorchDpoError {
+  constructor(message: string) {
+    super(message, 'ERR_DIVERGED');
+  }
+}
+
+/**
+ * DPO training (TRL's DPOTrainer semantics): policy and frozen reference, fused log-probs, the DPO
+ * loss family, gradient accumulation, clipping, AdamW with schedules. Events: 'log' (LogRecord every
+ * logging_steps), 'step' ({ step, loss }). Run `setup()` once, then `train({ signal })`.
+ */
+export class DPOTrainer extends EventEmitter {
+  readonly config: TrainerConfig;
+  readonly loss: DpoLossConfig;
+  policy!: CausalLM;
+  reference: CausalLM | null = null;
+  tokenizer!: HfTokenizer;
+  pairs: TokenizedPair[] = [];
+  dataReport!: DataReport;
+  optimizer!: AdamW;
+  private sampler!: BatchSampler;
+  step = 0;
+  history: LogRecord[] = [];
+
+  constructor(input: TrainerConfigInput) {
+    super();
+    this.config = parseTrainerConfig(input);
+    this.loss = parseDpoLossConfig(Object.fromEntries(
+      Object.entries(this.config).filter(([k]) => ['loss_type', 'loss_weights', 'beta', 'label_smoothing', 'f_divergence_type', 'f_alpha_divergence_coef', 'discopop_tau', 'use_weighting', 'ld_alpha', 'reference_free'].includes(k)),
+    ));
+  }
+
+  /** Loads model, reference, tokenizer and data, and builds the optimizer. */
+  async setup(): Promise<void> {
+    const c = this.config;
+    manualSeed(c.seed);
+    if (c.model_name_or_path) {
+      this.policy = await loadModel(c.model_name_or_path, { device: c.device, dtype: c.dtype });
+    } else {
+      this.policy = await createModel(c.model!.architecture, c.model!.config);
+      if (c.device !== 'cpu' || c.dtype) await this.policy.to({ device: c.device, dtype: c.dtype });
+    }
+    // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
+    await this.policy.train(!c.disable_dropout);
+    this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
+    this.tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
+    const { pairs, report } = await loadPreferenceData(c.train_dataset, this.tokenizer, {
+      max_length: c.max_length, max_prompt_length: c.max_prompt_length, truncation_mode: c.truncation_mode,
+      on_invalid: c.on_invalid, dataset_num_proc: c.dataset_num_proc, cache_dir: c.cache_dir,
+    });
+    this.pairs = pairs;
+    this.dataReport = report;
+    this.sampler = new BatchSampler(pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
+      batchSize: c.per_device_train_batch_size, seed: c.seed, groupByLength: c.group_by_length,
+    });
+    this.optimizer = new AdamW(await this.policy.namedParameters(), {
+      lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2], eps: c.adam_epsilon, weightDecay: c.weight_decay,
+    });
+    mkdirSync(c.output_dir, { recursive: true });
+  }
+
+  /** Optimizer steps per epoch and in the whole run. */
+  get plan(): { stepsPerEpoch: number; totalSteps: number } {
+    const c = this.config;
+    const stepsPerEpoch = Math.max(1, Math.floor(this.sampler.stepsPerEpoch / c.gradient_accumulation_steps));
+    const totalSteps = c.max_steps > 0 ? c.max_steps : Math.ceil(c.num_train_epochs * stepsPerEpoch);
+    return { stepsPerEpoch, totalSteps };
+  }
+
+  async train(options: { signal?: AbortSignal } = {}): Promise<{ steps: number; history: LogRecord[]; stopped: 'done' | 'aborted' }> {
+    const c = this.config;
+    const { stepsPerEpoch, totalSteps } = this.plan;
+    const warmup = warmupSteps(totalSteps, c.warmup_steps, c.warmup_ratio);
+    let window: LogRecord[] = [];
+    let nonFinite = 0;
+    let tokensSeen = 0;
+    while (this.step < totalSteps) {
+      if (options.signal?.aborted) return { steps: this.step, history: this.history, stopped: 'aborted' };
+      const epoch = Math.floor(this.step / stepsPerEpoch);
+      const batches = this.sampler.batches(epoch);
+      const inEpoch = this.step % stepsPerEpoch;
+      const micro = batches.slice(inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps);
+      const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
+      const started = process.hrtime.bigint();
+      const results = [];
+      for (const indices of micro) {
+        const batch = collate(indices.map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
+        try {
+          results.push(await microStep(this.policy, this.reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear));
+        } finally {
+          disposeBatch(batch);
+        }
+      }
+      const gradNorm = await this.optimizer.clipGradNorm(c.max_grad_norm ?? undefined);
+      const lossValue = results.reduce((s, r) => s + r.loss * r.pairs, 0) / pairsInStep;
+      if (!Number.isFinite(gradNorm) || !Number.isFinite(lossValue)) {
+        // A non-finite loss or gradient: skip the update, count it, stop when it keeps happening.
+        await this.optimizer.zeroGrad();
+        nonFinite += 1;
+        if (nonFinite >= 3) throw new TrainingDivergedError(`${nonFinite} non-finite steps in a row (last at step ${this.step + 1}): loss ${lossValue}, grad norm ${gradNorm}`);
+        this.step += 1; // the data moves on; the update is skipped
+        continue;
+      }
+      nonFinite = 0;
+      this.optimizer.lr = c.learning_rate * scheduleFactor(c.lr_scheduler_type, this.step, totalSteps, warmup);
+      await this.optimizer.step();
+      await this.optimizer.zeroGrad();
+      this.step += 1;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const tokens = results.reduce((s, r) => s + r.tokens, 0);
+      tokensSeen += tokens;
+      const record: LogRecord = {
+        step: this.step, epoch: this.step / stepsPerEpoch, learning_rate: this.optimizer.lr, grad_norm: gradNorm, loss: lossValue,
+        num_tokens: tokensSeen, tokens_per_second: tokens / seconds, step_seconds: seconds,
+      };
+      // Per-pair metrics of the micro-batches, weighted by their pairs.
+      for (const key of Object.keys(results[0].metrics)) record[key] = results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0) / pairsInStep;
+      this.emit('step', { step: this.step, loss: lossValue });
+      window.push(record);
+      if (this.step % c.logging_steps === 0 || this.step === totalSteps) {
+        const averaged = averageRecords(window);
+        window = [];
+        this.history.push(averaged);
+        appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(averaged)}\n`);
+        this.emit('log', averaged);
+      }
+    }
+    return { steps: this.step, history: this.history, stopped: 'done' };
+  }
+
+  dispose(): void {
+    this.policy?.dispose();
+    this.reference?.dispose();
+  }
+}
+
+/** Metrics averaged over the logging interval; counters and the step keep their latest value. */
+function averageRecords(records: LogRecord[]): LogRecord {
+  const last = records[records.length - 1];
+  const out = { ...last };
+  for (const key of Object.keys(last)) {
+    if (['step', 'epoch', 'learning_rate', 'num_tokens'].includes(key)) continue;
+    out[key] = records.reduce((s, r) => s + r[key], 0) / records.length;
+  }
+  return out;
+}
