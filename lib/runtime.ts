@@ -30,6 +30,15 @@ export function manualSeed(seed: number | bigint): void {
   native().manualSeed(seed);
 }
 
+/** The CPU and CUDA generator states, for checkpoints that resume bit-exact. */
+export function rngStates(): Uint8Array[] {
+  return native().rngStates();
+}
+
+export function setRngStates(states: Uint8Array[]): void {
+  native().setRngStates(states);
+}
+
 /** Live tensors held from JS (count, bytes of distinct storages) and CUDA allocator figures. */
 export function memory(): NativeMemory {
   return native().memory();

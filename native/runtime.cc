@@ -7,7 +7,12 @@
 #include <torch/csrc/api/include/torch/cuda.h>
 #include <torch/csrc/api/include/torch/version.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <climits>
+#include <cstring>
+#include <mutex>
+#include <vector>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -76,6 +81,44 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "manualSeed(seed: number | bigint)");
   }
   Guarded(env, [seed] { at::manual_seed(seed); });  // seeds CPU and every CUDA generator
+  return env.Undefined();
+}
+
+// Generator states, for checkpoints that resume bit-exact: [cpu, cuda:0, cuda:1, …] as raw bytes.
+Napi::Value RngStates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, [&]() -> Napi::Value {
+    std::vector<at::Tensor> states{at::detail::getDefaultCPUGenerator().get_state()};
+    for (size_t d = 0; d < torch::cuda::device_count(); ++d) {
+      states.push_back(at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(d))).get_state());
+    }
+    Napi::Array out = Napi::Array::New(env, states.size());
+    for (size_t i = 0; i < states.size(); ++i) {
+      at::Tensor bytes = states[i].contiguous();
+      out.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(env, bytes.data_ptr<uint8_t>(), bytes.numel()));
+    }
+    return out;
+  });
+}
+
+Napi::Value SetRngStates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "setRngStates(states: Uint8Array[])");
+  Napi::Array array = info[0].As<Napi::Array>();
+  Guarded(env, [&] {
+    for (uint32_t i = 0; i < array.Length(); ++i) {
+      Napi::Value item = array.Get(i);
+      if (!item.IsTypedArray()) throw std::invalid_argument("each RNG state must be a Uint8Array");
+      auto bytes = item.As<Napi::Uint8Array>();
+      at::Tensor state = at::empty({static_cast<int64_t>(bytes.ElementLength())}, at::kByte);
+      std::memcpy(state.data_ptr(), bytes.Data(), bytes.ElementLength());
+      c10::Device device = i == 0 ? c10::Device(c10::kCPU) : c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i - 1));
+      if (i > 0 && i > torch::cuda::device_count()) throw std::invalid_argument("RNG state for a CUDA device this machine does not have");
+      at::Generator gen = i == 0 ? at::detail::getDefaultCPUGenerator() : at::globalContext().defaultGenerator(device);
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(state);
+    }
+  });
   return env.Undefined();
 }
 
@@ -151,6 +194,8 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<ManualSeed>(env, "manualSeed"));
   exports.Set("memory", Napi::Function::New<Memory>(env, "memory"));
+  exports.Set("rngStates", Napi::Function::New<RngStates>(env, "rngStates"));
+  exports.Set("setRngStates", Napi::Function::New<SetRngStates>(env, "setRngStates"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   exports.Set("showConfig", Napi::Function::New<ShowConfig>(env, "showConfig"));
   exports.Set("parallelInfo", Napi::Function::New<ParallelInfo>(env, "parallelInfo"));

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../lib';
@@ -82,6 +82,35 @@ describe('DPOTrainer', () => {
     const plain = await run(config(dir, { ...base, use_fused_linear: false, output_dir: join(dir, 'out2') }));
     fused.history.forEach((r, i) => expect(Math.abs(plain.history[i].loss - r.loss)).toBeLessThan(1e-10));
     expect(Math.abs(fused.history[0].loss - Math.LN2)).toBeLessThan(1e-12);
+  });
+
+  it('resumes bit-exact: 20 steps straight equal 10 + resume + 10', async () => {
+    const dir = dataset(48);
+    const base = config(dir, { max_steps: 20, save_steps: 10, per_device_train_batch_size: 4, learning_rate: 2e-3 });
+    const straight = await run({ ...base, output_dir: join(dir, 'straight') });
+
+    const first = new DPOTrainer({ ...base, output_dir: join(dir, 'split') });
+    await first.setup();
+    const controller = new AbortController();
+    first.on('step', ({ step }) => { if (step === 10) controller.abort(); });
+    expect((await first.train({ signal: controller.signal })).stopped).toBe('aborted');
+    first.dispose();
+    const second = new DPOTrainer({ ...base, output_dir: join(dir, 'split'), resume_from_checkpoint: true });
+    await second.setup();
+    expect(second.step).toBe(10);
+    const resumed = await second.train();
+    second.dispose();
+    const losses = (h: { loss: number }[]) => h.map((r) => r.loss);
+    expect(losses(resumed.history)).toEqual(losses(straight.history));
+    expect(resumed.history.map((r) => r['rewards/margins'])).toEqual(straight.history.map((r) => r['rewards/margins']));
+  });
+
+  it('keeps the newest checkpoints only, each complete', async () => {
+    const dir = dataset(16);
+    await run(config(dir, { max_steps: 5, save_steps: 2, save_total_limit: 2, per_device_train_batch_size: 2 }));
+    expect(readdirSync(join(dir, 'out')).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual(['checkpoint-4', 'checkpoint-5']);
+    expect(readdirSync(join(dir, 'out', 'checkpoint-5')).sort()).toEqual(['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json']);
+    expect(readdirSync(join(dir, 'out')).some((n) => n.includes('partial'))).toBe(false);
   });
 
   it('rejects bad configuration before loading anything', () => {

@@ -102,6 +102,9 @@ export interface NativeAddon {
   setNumThreads(n: number): Promise<number>;
   manualSeed(seed: number | bigint): void;
   memory(): NativeMemory;
+  /** Generator states [cpu, cuda:0, …] as bytes (checkpoints). */
+  rngStates(): Uint8Array[];
+  setRngStates(states: Uint8Array[]): void;
   emptyCache(): void;
   showConfig(): string;
   parallelInfo(): string;

@@ -40,6 +40,13 @@ export const trainerConfigSchema = z
     group_by_length: z.boolean().default(false),
     disable_dropout: z.boolean().default(true),
     logging_steps: z.number().int().positive().default(10),
+    save_steps: z.number().int().positive().default(500),
+    /** Keep only the newest N checkpoints. */
+    save_total_limit: z.number().int().positive().optional(),
+    /** A checkpoint folder, or true for the newest one in output_dir. */
+    resume_from_checkpoint: z.union([z.string(), z.boolean()]).optional(),
+    /** Stop after this many non-finite steps in a row. */
+    max_nonfinite_steps: z.number().int().positive().default(3),
     seed: z.number().int().min(0).default(42),
     /** Use forward_hidden + the fused-linear log-probs when the model has them. */
     use_fused_linear: z.boolean().default(true),

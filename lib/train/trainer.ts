@@ -11,6 +11,7 @@ import { parseDpoLossConfig, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel, loadModel } from '../models/causal-lm';
 import { manualSeed } from '../runtime';
 import { AdamW } from './adamw';
+import { listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep } from './dpo-step';
 import { scheduleFactor, warmupSteps } from './schedulers';
@@ -51,6 +52,7 @@ export class DPOTrainer extends EventEmitter {
   private sampler!: BatchSampler;
   step = 0;
   history: LogRecord[] = [];
+  private tokensSeen = 0;
 
   constructor(input: TrainerConfigInput) {
     super();
@@ -87,6 +89,31 @@ export class DPOTrainer extends EventEmitter {
       lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2], eps: c.adam_epsilon, weightDecay: c.weight_decay,
     });
     mkdirSync(c.output_dir, { recursive: true });
+    if (c.resume_from_checkpoint) {
+      const path = c.resume_from_checkpoint === true ? listCheckpoints(c.output_dir).at(-1)?.path : c.resume_from_checkpoint;
+      if (!path) throw new TorchDpoError(`resume_from_checkpoint: no checkpoint in ${c.output_dir}`, 'ERR_CONFIG');
+      await this.resume(path);
+    }
+  }
+
+  /** Saves output_dir/checkpoint-<step> (weights, optimizer, RNG, position, config, metrics). */
+  async saveCheckpoint(): Promise<string> {
+    return writeCheckpoint(this.config.output_dir, this.step, {
+      exportWeights: (dir) => this.policy.exportSafetensors(dir),
+      optimizer: this.optimizer.stateTensors(),
+      state: { step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, history: this.history, config: this.config as Record<string, unknown> },
+    }, this.config.save_total_limit);
+  }
+
+  /** Continues from a checkpoint: policy weights, optimizer moments, step, RNG and metrics. */
+  async resume(path: string): Promise<void> {
+    const { state, optimizer } = readCheckpoint(path);
+    await this.policy.loadSafetensors(join(path, 'model.safetensors'));
+    await this.optimizer.loadState(optimizer, state.optimizerSteps);
+    for (const t of optimizer.values()) t.dispose();
+    this.step = state.step;
+    this.tokensSeen = state.tokensSeen;
+    this.history = state.history as LogRecord[];
   }
 
   /** Optimizer steps per epoch and in the whole run. */
@@ -103,9 +130,12 @@ export class DPOTrainer extends EventEmitter {
     const warmup = warmupSteps(totalSteps, c.warmup_steps, c.warmup_ratio);
     let window: LogRecord[] = [];
     let nonFinite = 0;
-    let tokensSeen = 0;
     while (this.step < totalSteps) {
-      if (options.signal?.aborted) return { steps: this.step, history: this.history, stopped: 'aborted' };
+      if (options.signal?.aborted) {
+        // Stop between optimizer steps and keep what was learned.
+        await this.saveCheckpoint();
+        return { steps: this.step, history: this.history, stopped: 'aborted' };
+      }
       const epoch = Math.floor(this.step / stepsPerEpoch);
       const batches = this.sampler.batches(epoch);
       const inEpoch = this.step % stepsPerEpoch;
@@ -127,7 +157,7 @@ export class DPOTrainer extends EventEmitter {
         // A non-finite loss or gradient: skip the update, count it, stop when it keeps happening.
         await this.optimizer.zeroGrad();
         nonFinite += 1;
-        if (nonFinite >= 3) throw new TrainingDivergedError(`${nonFinite} non-finite steps in a row (last at step ${this.step + 1}): loss ${lossValue}, grad norm ${gradNorm}`);
+        if (nonFinite >= c.max_nonfinite_steps) throw new TrainingDivergedError(`${nonFinite} non-finite steps in a row (last at step ${this.step + 1}): loss ${lossValue}, grad norm ${gradNorm}`);
         this.step += 1; // the data moves on; the update is skipped
         continue;
       }
@@ -138,10 +168,10 @@ export class DPOTrainer extends EventEmitter {
       this.step += 1;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const tokens = results.reduce((s, r) => s + r.tokens, 0);
-      tokensSeen += tokens;
+      this.tokensSeen += tokens;
       const record: LogRecord = {
         step: this.step, epoch: this.step / stepsPerEpoch, learning_rate: this.optimizer.lr, grad_norm: gradNorm, loss: lossValue,
-        num_tokens: tokensSeen, tokens_per_second: tokens / seconds, step_seconds: seconds,
+        num_tokens: this.tokensSeen, tokens_per_second: tokens / seconds, step_seconds: seconds,
       };
       // Per-pair metrics of the micro-batches, weighted by their pairs.
       for (const key of Object.keys(results[0].metrics)) record[key] = results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0) / pairsInStep;
@@ -154,7 +184,9 @@ export class DPOTrainer extends EventEmitter {
         appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(averaged)}\n`);
         this.emit('log', averaged);
       }
+      if (this.step % c.save_steps === 0) this.emit('checkpoint', await this.saveCheckpoint());
     }
+    if (this.step % c.save_steps !== 0) this.emit('checkpoint', await this.saveCheckpoint());
     return { steps: this.step, history: this.history, stopped: 'done' };
   }
 
