@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { runDoctor } from './doctor';
+import { describeFailure, runTrain, TRAIN_USAGE } from './train';
 
 const USAGE = `usage: torch-dpo <command> [options]
 
 commands:
+  train --config F  DPO training (YAML/JSON config with TRL's names; --set key=value overrides)
   doctor [--json]   libtorch, CUDA, threads, BLAS and addon facts of this machine
   help              this text
 `;
@@ -11,6 +13,7 @@ commands:
 type Command = (args: string[]) => number | Promise<number>;
 const COMMANDS: Record<string, Command> = {
   doctor: runDoctor,
+  train: runTrain,
   help: () => {
     process.stdout.write(USAGE);
     return 0;
@@ -25,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') && name !== 'help') {
-    process.stdout.write(USAGE);
+    process.stdout.write(name === 'train' ? TRAIN_USAGE : USAGE);
     return 0;
   }
   return command(rest);
@@ -35,7 +38,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
-      process.stderr.write(`torch-dpo: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write(`torch-dpo: ${describeFailure(err)}\n`);
       process.exitCode = 1;
     },
   );

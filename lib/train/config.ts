@@ -70,7 +70,9 @@ export type TrainerConfig = z.output<typeof trainerConfigSchema>;
 export function parseTrainerConfig(input: unknown, where = 'trainer config'): TrainerConfig {
   const result = trainerConfigSchema.safeParse(input);
   if (!result.success) {
-    throw new ConfigError(`${where} is invalid:\n  ${result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('\n  ')}`);
+    // The loss options are checked twice (shape and cross-checks): report each problem once.
+    const lines = [...new Set(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`))];
+    throw new ConfigError(`${where} is invalid:\n  ${lines.join('\n  ')}`);
   }
   return result.data;
 }

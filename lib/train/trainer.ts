@@ -133,7 +133,7 @@ export class DPOTrainer extends EventEmitter {
     while (this.step < totalSteps) {
       if (options.signal?.aborted) {
         // Stop between optimizer steps and keep what was learned.
-        await this.saveCheckpoint();
+        this.emit('checkpoint', await this.saveCheckpoint());
         return { steps: this.step, history: this.history, stopped: 'aborted' };
       }
       const epoch = Math.floor(this.step / stepsPerEpoch);

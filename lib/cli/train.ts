@@ -1,0 +1,57 @@
+import { parseArgs } from 'node:util';
+import { TorchDpoError } from '../errors';
+import { DPOTrainer, type LogRecord } from '../train/trainer';
+import { applyOverrides, readConfigFile } from './config-file';
+
+export const TRAIN_USAGE = `usage: torch-dpo train --config <file.yaml|json> [--set key=value ...]
+
+Runs DPO training with TRL's option names (see README). --set overrides any option
+(dotted keys for nested ones, values parsed as JSON when possible). SIGINT/SIGTERM finish the
+current optimizer step, save a checkpoint and exit with 130/143.
+`;
+
+function formatLog(r: LogRecord): string {
+  const f = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+  return `step ${r.step} | epoch ${f(r.epoch, 2)} | loss ${f(r.loss)} | acc ${f(r['rewards/accuracies'], 3)} | margin ${f(r['rewards/margins'])} | lr ${r.learning_rate.toExponential(2)} | ${Math.round(r.tokens_per_second)} tok/s`;
+}
+
+export async function runTrain(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' }, set: { type: 'string', multiple: true } }, strict: true });
+  if (!values.config) {
+    process.stderr.write(TRAIN_USAGE);
+    return 2;
+  }
+  const config = applyOverrides(readConfigFile(values.config), values.set ?? []);
+  const trainer = new DPOTrainer(config as never);
+  const controller = new AbortController();
+  let signalCode = 0;
+  const onSignal = (code: number) => () => {
+    signalCode = code;
+    process.stderr.write('torch-dpo: stopping after this step and saving a checkpoint…\n');
+    controller.abort();
+  };
+  const onInt = onSignal(130);
+  const onTerm = onSignal(143);
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onTerm);
+  try {
+    await trainer.setup();
+    const r = trainer.dataReport;
+    process.stdout.write(`data: ${r.kept} pairs kept of ${r.rowsRead} (${JSON.stringify(r.formats)}), dropped ${JSON.stringify(r.dropped)}; ${trainer.plan.totalSteps} steps\n`);
+    trainer.on('log', (record: LogRecord) => process.stdout.write(`${formatLog(record)}\n`));
+    trainer.on('checkpoint', (path: string) => process.stdout.write(`checkpoint: ${path}\n`));
+    const result = await trainer.train({ signal: controller.signal });
+    process.stdout.write(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps; metrics in ${trainer.config.output_dir}/metrics.jsonl\n`);
+    return result.stopped === 'aborted' ? signalCode || 130 : 0;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    trainer.dispose();
+  }
+}
+
+/** One-line reasons for errors users cause (config, data, native); anything else keeps its stack. */
+export function describeFailure(err: unknown): string {
+  if (err instanceof TorchDpoError) return err.message.replace(/:?\n\s*/g, '; ').replace(/^([^;]*); /, '$1: ');
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}

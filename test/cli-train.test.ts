@@ -1,0 +1,58 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+// The compiled CLI (scripts/setup.sh builds dist/ before the tests run).
+const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js');
+const MODEL = join(__dirname, 'fixtures', 'tiny-gpt2');
+
+function project(steps: number): { dir: string; config: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-cli-'));
+  const rows = Array.from({ length: 32 }, (_, i) => ({ prompt: `w${10 + (i % 20)} w11`, chosen: ' w3 w4', rejected: ' w5 w9' }));
+  writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [`model_name_or_path: ${MODEL}`, `train_dataset: ${join(dir, 'train.jsonl')}`, `output_dir: ${join(dir, 'out')}`,
+    `max_steps: ${steps}`, 'logging_steps: 1', 'per_device_train_batch_size: 2', 'cache_dir: false', 'learning_rate: 0.001'].join('\n'));
+  return { dir, config };
+}
+
+describe('torch-dpo train (CLI)', () => {
+  it('trains from a YAML config with --set overrides', () => {
+    const { dir, config } = project(3);
+    const run = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', 'lr_scheduler_type=constant'], { encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/data: 32 pairs kept of 32/);
+    expect(run.stdout).toMatch(/step 3 \| epoch [\d.]+ \| loss/);
+    expect(existsSync(join(dir, 'out', 'checkpoint-3', 'model.safetensors'))).toBe(true);
+  });
+
+  it('exits non-zero with a one-line reason on bad config or data', () => {
+    const { config } = project(3);
+    const bad = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', 'beta=-1'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^torch-dpo: trainer config is invalid: beta: Number must be greater than 0/);
+    const missing = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', 'train_dataset=/nope.jsonl'], { encoding: 'utf8' });
+    expect(missing.stderr.trim()).toBe('torch-dpo: /nope.jsonl: no such file or folder');
+  });
+
+  it('on SIGINT finishes the step, saves a checkpoint and exits 130', async () => {
+    const { dir, config } = project(500);
+    const child = spawn(process.execPath, [CLI, 'train', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (/step 2 \|/.test(out) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('exit', resolve);
+    });
+    expect(code).toBe(130);
+    const saved = /checkpoint: (.*checkpoint-(\d+))/.exec(out);
+    expect(saved).not.toBeNull();
+    expect(existsSync(join(saved![1], 'trainer_state.json'))).toBe(true);
+    expect(Number(saved![2])).toBeLessThan(500);
+    expect(existsSync(join(dir, 'out', 'metrics.jsonl'))).toBe(true);
+  });
+});
