@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { runDoctor } from './doctor';
+import { DEMO_USAGE, runDemo } from './demo';
 import { describeFailure, runTrain, TRAIN_USAGE } from './train';
 
 const USAGE = `usage: torch-dpo <command> [options]
 
 commands:
+  demo [--json]     train a tiny model to prefer positive reviews and show before/after
   train --config F  DPO training (YAML/JSON config with TRL's names; --set key=value overrides)
   doctor [--json]   libtorch, CUDA, threads, BLAS and addon facts of this machine
   help              this text
@@ -14,6 +16,7 @@ type Command = (args: string[]) => number | Promise<number>;
 const COMMANDS: Record<string, Command> = {
   doctor: runDoctor,
   train: runTrain,
+  demo: runDemo,
   help: () => {
     process.stdout.write(USAGE);
     return 0;
@@ -28,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') && name !== 'help') {
-    process.stdout.write(name === 'train' ? TRAIN_USAGE : USAGE);
+    process.stdout.write(name === 'train' ? TRAIN_USAGE : name === 'demo' ? DEMO_USAGE : USAGE);
     return 0;
   }
   return command(rest);

@@ -41,6 +41,8 @@ export const trainerConfigSchema = z
     disable_dropout: z.boolean().default(true),
     logging_steps: z.number().int().positive().default(10),
     save_steps: z.number().int().positive().default(500),
+    /** Evaluate on eval_dataset every eval_steps optimizer steps (and at the end). */
+    eval_steps: z.number().int().positive().optional(),
     /** Keep only the newest N checkpoints. */
     save_total_limit: z.number().int().positive().optional(),
     /** A checkpoint folder, or true for the newest one in output_dir. */

@@ -48,6 +48,19 @@ export async function microStep(
   scale: number,
   fusedLinear: boolean,
 ): Promise<MicroStepResult> {
+  const { result, ...rest } = await pairLoss(policy, reference, batch, loss, fusedLinear);
+  await (await result.mul(scale)).backward();
+  return rest;
+}
+
+/** The loss of a micro-batch and its metrics, without backward (evaluation runs it under noGrad). */
+export async function pairLoss(
+  policy: CausalLM,
+  reference: CausalLM | null,
+  batch: PreferenceBatch,
+  loss: DpoLossConfig,
+  fusedLinear: boolean,
+): Promise<MicroStepResult & { result: Tensor }> {
   const B = batch.pairs;
   const ld = loss.ld_alpha !== undefined;
   const pol = await batchLogps(policy, batch, { tokenLogps: ld, wpo: loss.use_weighting, metrics: true, fusedLinear });
@@ -66,7 +79,6 @@ export async function microStep(
     [inputs.chosenMask, inputs.rejectedMask] = await halves(aligned, B);
   }
   const result = await dpoLoss(inputs, loss);
-  await (await result.loss.mul(scale)).backward();
 
   // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
   const sums = async (t: Tensor) => (await halves(t, B)).map(async (h) => ((await (await h.sum()).item()) as number));
@@ -75,6 +87,7 @@ export async function microStep(
   const [entC, entR] = await Promise.all(await sums(pol.entropySum!));
   const [hitC] = await Promise.all(await sums(pol.argmaxHits!));
   return {
+    result: result.loss,
     pairs: B,
     tokens: batch.lengths.reduce((a, b) => a + b, 0),
     loss: (await result.loss.item()) as number,

@@ -13,7 +13,8 @@ import { manualSeed } from '../runtime';
 import { AdamW } from './adamw';
 import { listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
-import { microStep } from './dpo-step';
+import { microStep, pairLoss } from './dpo-step';
+import { noGrad } from '../grad-mode';
 import { scheduleFactor, warmupSteps } from './schedulers';
 
 export interface LogRecord {
@@ -47,6 +48,7 @@ export class DPOTrainer extends EventEmitter {
   reference: CausalLM | null = null;
   tokenizer!: HfTokenizer;
   pairs: TokenizedPair[] = [];
+  evalPairs: TokenizedPair[] = [];
   dataReport!: DataReport;
   optimizer!: AdamW;
   private sampler!: BatchSampler;
@@ -82,6 +84,12 @@ export class DPOTrainer extends EventEmitter {
     });
     this.pairs = pairs;
     this.dataReport = report;
+    if (c.eval_dataset) {
+      this.evalPairs = (await loadPreferenceData(c.eval_dataset, this.tokenizer, {
+        max_length: c.max_length, max_prompt_length: c.max_prompt_length, truncation_mode: c.truncation_mode,
+        on_invalid: c.on_invalid, dataset_num_proc: c.dataset_num_proc, cache_dir: c.cache_dir,
+      })).pairs;
+    }
     this.sampler = new BatchSampler(pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
       batchSize: c.per_device_train_batch_size, seed: c.seed, groupByLength: c.group_by_length,
     });
@@ -114,6 +122,29 @@ export class DPOTrainer extends EventEmitter {
     this.step = state.step;
     this.tokensSeen = state.tokensSeen;
     this.history = state.history as LogRecord[];
+  }
+
+  /**
+   * The loss and metrics on held-out pairs (default: eval_dataset), without gradients, keyed with the
+   * eval_ prefix. Uses the policy as it is now; dropout follows disable_dropout as in training.
+   */
+  async evaluate(pairs: TokenizedPair[] = this.evalPairs): Promise<Record<string, number>> {
+    if (pairs.length === 0) throw new TorchDpoError('evaluate: no evaluation pairs (set eval_dataset)', 'ERR_CONFIG');
+    const size = this.config.per_device_eval_batch_size;
+    const totals: Record<string, number> = {};
+    for (let start = 0; start < pairs.length; start += size) {
+      const chunk = pairs.slice(start, start + size);
+      const batch = collate(chunk, { padId: this.tokenizer.padId, padToMultipleOf: this.config.pad_to_multiple_of });
+      try {
+        const r = await noGrad(() => pairLoss(this.policy, this.reference, batch, this.loss, this.config.use_fused_linear));
+        r.result.dispose();
+        totals.loss = (totals.loss ?? 0) + r.loss * r.pairs;
+        for (const [key, value] of Object.entries(r.metrics)) totals[key] = (totals[key] ?? 0) + value * r.pairs;
+      } finally {
+        disposeBatch(batch);
+      }
+    }
+    return Object.fromEntries(Object.entries(totals).map(([key, value]) => [`eval_${key}`, value / pairs.length]));
   }
 
   /** Optimizer steps per epoch and in the whole run. */
@@ -183,6 +214,11 @@ export class DPOTrainer extends EventEmitter {
         this.history.push(averaged);
         appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(averaged)}\n`);
         this.emit('log', averaged);
+      }
+      if (c.eval_steps && this.evalPairs.length > 0 && (this.step % c.eval_steps === 0 || this.step === totalSteps)) {
+        const metrics = { step: this.step, ...(await this.evaluate()) };
+        appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(metrics)}\n`);
+        this.emit('eval', metrics);
       }
       if (this.step % c.save_steps === 0) this.emit('checkpoint', await this.saveCheckpoint());
     }
