@@ -50,6 +50,15 @@ export const trainerConfigSchema = z
     /** Stop after this many non-finite steps in a row. */
     max_nonfinite_steps: z.number().int().positive().default(3),
     seed: z.number().int().min(0).default(42),
+    /** Reference log-probs computed once before training (cached on disk); no reference kept in memory. */
+    precompute_ref_log_probs: z.boolean().default(false),
+    precompute_ref_batch_size: z.number().int().positive().optional(),
+    /** TR-DPO: every ref_model_sync_steps, reference ← α·policy + (1 − α)·reference. */
+    sync_ref_model: z.boolean().default(false),
+    ref_model_mixup_alpha: z.number().min(0).max(1).default(0.6),
+    ref_model_sync_steps: z.number().int().positive().default(512),
+    /** Write output_dir/final (safetensors + config + tokenizer + TorchScript model.pt) at the end. */
+    save_final_model: z.boolean().default(true),
     /** Use forward_hidden + the fused-linear log-probs when the model has them. */
     use_fused_linear: z.boolean().default(true),
     on_invalid: z.enum(['error', 'skip']).default('error'),
@@ -61,6 +70,9 @@ export const trainerConfigSchema = z
   .superRefine((c, ctx) => {
     if (!c.model_name_or_path && !c.model) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model_name_or_path'], message: 'set model_name_or_path or model' });
     if (c.model && !c.tokenizer_name_or_path) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tokenizer_name_or_path'], message: 'a built-in model needs tokenizer_name_or_path' });
+    if (c.precompute_ref_log_probs && c.sync_ref_model) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sync_ref_model'], message: 'cannot be combined with precompute_ref_log_probs (the reference changes)' });
+    if (c.precompute_ref_log_probs && c.ld_alpha !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['ld_alpha'], message: 'LD-DPO needs per-token reference log-probs: not with precompute_ref_log_probs' });
+    if (c.sync_ref_model && c.reference_free) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sync_ref_model'], message: 'there is no reference to sync with reference_free' });
     // The loss options' own cross-checks (exo_pair ε, robust ε, WPO with aot, weights per type).
     const loss = dpoLossConfigSchema.safeParse(Object.fromEntries(Object.entries(c).filter(([k]) => k in dpoLossConfigSchema.innerType().shape)));
     if (!loss.success) for (const issue of loss.error.issues) ctx.addIssue(issue);

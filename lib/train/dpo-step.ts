@@ -4,7 +4,7 @@ import type { DpoLossConfig } from '../loss/dpo-config';
 import { dpoLoss, type DpoLossInputs, type DpoMetrics } from '../loss/dpo-loss';
 import type { CausalLM } from '../models/causal-lm';
 import { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsResult } from '../ops/sequence-logps';
-import type { Tensor } from '../tensor';
+import { Tensor } from '../tensor';
 
 export interface LogpsRequest {
   tokenLogps: boolean;
@@ -40,9 +40,12 @@ const halves = async (t: Tensor, b: number) => [await t.narrow(0, 0, b), await t
  * loss × scale. scale = pairs in this micro-batch / pairs in the optimizer step, so gradient
  * accumulation over micro-batches equals one big batch.
  */
+/** The reference side: a frozen model, or log-probs computed beforehand for this batch's pairs. */
+export type ReferenceSource = CausalLM | { chosen: number[]; rejected: number[] } | null;
+
 export async function microStep(
   policy: CausalLM,
-  reference: CausalLM | null,
+  reference: ReferenceSource,
   batch: PreferenceBatch,
   loss: DpoLossConfig,
   scale: number,
@@ -56,7 +59,7 @@ export async function microStep(
 /** The loss of a micro-batch and its metrics, without backward (evaluation runs it under noGrad). */
 export async function pairLoss(
   policy: CausalLM,
-  reference: CausalLM | null,
+  reference: ReferenceSource,
   batch: PreferenceBatch,
   loss: DpoLossConfig,
   fusedLinear: boolean,
@@ -64,11 +67,18 @@ export async function pairLoss(
   const B = batch.pairs;
   const ld = loss.ld_alpha !== undefined;
   const pol = await batchLogps(policy, batch, { tokenLogps: ld, wpo: loss.use_weighting, metrics: true, fusedLinear });
-  const ref = loss.reference_free || !reference ? null : await noGrad(() => batchLogps(reference, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear }));
+  const model = reference && 'forward' in reference ? reference : null;
+  const ref = loss.reference_free || !model ? null : await noGrad(() => batchLogps(model, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear }));
   const [pc, pr] = await halves(pol.logps, B);
   const [nc, nr] = await halves(pol.counts, B);
   const inputs: DpoLossInputs = { policyChosenLogps: pc, policyRejectedLogps: pr, chosenLengths: nc, rejectedLengths: nr };
   if (ref) [inputs.referenceChosenLogps, inputs.referenceRejectedLogps] = await halves(ref.logps, B);
+  else if (reference && !loss.reference_free && !model) {
+    const { chosen, rejected } = reference as { chosen: number[]; rejected: number[] };
+    const device = pol.logps.device;
+    inputs.referenceChosenLogps = await Tensor.from(chosen, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
+    inputs.referenceRejectedLogps = await Tensor.from(rejected, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
+  }
   if (loss.use_weighting) [inputs.chosenWpoLogSum, inputs.rejectedWpoLogSum] = await halves(pol.wpoLogSum!, B);
   if (ld) {
     [inputs.chosenTokenLogps, inputs.rejectedTokenLogps] = await halves(pol.tokenLogps!, B);

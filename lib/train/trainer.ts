@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import { loadPreferenceData, type DataReport } from '../data/preference-data';
+import { defaultCacheDir } from '../data/token-cache';
 import { BatchSampler } from '../data/sampler';
 import { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
@@ -15,6 +16,7 @@ import { listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, pairLoss } from './dpo-step';
 import { noGrad } from '../grad-mode';
+import { precomputeReferenceLogps, syncReference, type ReferenceLogps } from './reference';
 import { scheduleFactor, warmupSteps } from './schedulers';
 
 export interface LogRecord {
@@ -49,6 +51,9 @@ export class DPOTrainer extends EventEmitter {
   tokenizer!: HfTokenizer;
   pairs: TokenizedPair[] = [];
   evalPairs: TokenizedPair[] = [];
+  /** With precompute_ref_log_probs: reference log-probs per pair (train and eval). */
+  private refLogps: ReferenceLogps | null = null;
+  private evalRefLogps: ReferenceLogps | null = null;
   dataReport!: DataReport;
   optimizer!: AdamW;
   private sampler!: BatchSampler;
@@ -89,6 +94,16 @@ export class DPOTrainer extends EventEmitter {
         max_length: c.max_length, max_prompt_length: c.max_prompt_length, truncation_mode: c.truncation_mode,
         on_invalid: c.on_invalid, dataset_num_proc: c.dataset_num_proc, cache_dir: c.cache_dir,
       })).pairs;
+    }
+    if (c.precompute_ref_log_probs && !this.loss.reference_free) {
+      // One pass with a temporary reference, then only the numbers are kept.
+      const reference = this.reference!;
+      const cacheDir = c.cache_dir === false ? null : join(c.cache_dir ?? dirname(defaultCacheDir()), 'reference');
+      const options = { padId: this.tokenizer.padId, batchSize: c.precompute_ref_batch_size ?? c.per_device_eval_batch_size, fusedLinear: c.use_fused_linear, cacheDir };
+      this.refLogps = (await precomputeReferenceLogps(reference, this.pairs, options)).logps;
+      if (this.evalPairs.length > 0) this.evalRefLogps = (await precomputeReferenceLogps(reference, this.evalPairs, options)).logps;
+      reference.dispose();
+      this.reference = null;
     }
     this.sampler = new BatchSampler(pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
       batchSize: c.per_device_train_batch_size, seed: c.seed, groupByLength: c.group_by_length,
@@ -136,7 +151,11 @@ export class DPOTrainer extends EventEmitter {
       const chunk = pairs.slice(start, start + size);
       const batch = collate(chunk, { padId: this.tokenizer.padId, padToMultipleOf: this.config.pad_to_multiple_of });
       try {
-        const r = await noGrad(() => pairLoss(this.policy, this.reference, batch, this.loss, this.config.use_fused_linear));
+        const precomputed = this.evalRefLogps && pairs === this.evalPairs ? pick(this.evalRefLogps, chunk.map((_, k) => start + k)) : null;
+        if (!precomputed && this.refLogps && !this.loss.reference_free) {
+          throw new TorchDpoError('evaluate: with precompute_ref_log_probs only eval_dataset can be evaluated (no reference model is kept)', 'ERR_CONFIG');
+        }
+        const r = await noGrad(() => pairLoss(this.policy, precomputed ?? this.reference, batch, this.loss, this.config.use_fused_linear));
         r.result.dispose();
         totals.loss = (totals.loss ?? 0) + r.loss * r.pairs;
         for (const [key, value] of Object.entries(r.metrics)) totals[key] = (totals[key] ?? 0) + value * r.pairs;
@@ -177,7 +196,8 @@ export class DPOTrainer extends EventEmitter {
       for (const indices of micro) {
         const batch = collate(indices.map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
         try {
-          results.push(await microStep(this.policy, this.reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear));
+          const reference = this.refLogps ? pick(this.refLogps, indices) : this.reference;
+          results.push(await microStep(this.policy, reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear));
         } finally {
           disposeBatch(batch);
         }
@@ -197,6 +217,9 @@ export class DPOTrainer extends EventEmitter {
       await this.optimizer.step();
       await this.optimizer.zeroGrad();
       this.step += 1;
+      if (c.sync_ref_model && this.reference && this.step % c.ref_model_sync_steps === 0) {
+        await syncReference(this.policy, this.reference, c.ref_model_mixup_alpha);
+      }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const tokens = results.reduce((s, r) => s + r.tokens, 0);
       this.tokensSeen += tokens;
@@ -223,13 +246,29 @@ export class DPOTrainer extends EventEmitter {
       if (this.step % c.save_steps === 0) this.emit('checkpoint', await this.saveCheckpoint());
     }
     if (this.step % c.save_steps !== 0) this.emit('checkpoint', await this.saveCheckpoint());
+    if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
     return { steps: this.step, history: this.history, stopped: 'done' };
+  }
+
+  /** The trained policy in HF layout (safetensors + config + tokenizer) and as TorchScript model.pt. */
+  async exportFinal(dir: string): Promise<string> {
+    await this.policy.exportSafetensors(dir);
+    const tokenizerDir = this.config.tokenizer_name_or_path ?? this.config.model_name_or_path!;
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(dir, f));
+    }
+    await this.policy.save(join(dir, 'model.pt'));
+    return dir;
   }
 
   dispose(): void {
     this.policy?.dispose();
     this.reference?.dispose();
   }
+}
+
+function pick(source: ReferenceLogps, indices: number[]): { chosen: number[]; rejected: number[] } {
+  return { chosen: indices.map((i) => source.chosen[i]), rejected: indices.map((i) => source.rejected[i]) };
 }
 
 /** Metrics averaged over the logging interval; counters and the step keep their latest value. */

@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { collate, disposeBatch } from '../data/collate';
+import type { TokenizedPair } from '../data/tokenize-pairs';
+import { noGrad } from '../grad-mode';
+import type { CausalLM } from '../models/causal-lm';
+import { batchLogps } from './dpo-step';
+
+export interface ReferenceLogps {
+  chosen: Float64Array;
+  rejected: Float64Array;
+}
+
+/** A key for precomputed reference log-probs: the tokenized pairs and the reference's weights. */
+export async function referenceKey(reference: CausalLM, pairs: TokenizedPair[]): Promise<string> {
+  const hash = createHash('sha256').update('reflogps-v1');
+  for (const p of pairs) {
+    for (const side of [p.chosen, p.rejected]) {
+      hash.update(new Uint8Array(Int32Array.from(side.ids).buffer)).update(String(side.promptLength));
+    }
+  }
+  for (const p of await reference.namedParameters()) {
+    const values = await (await p.tensor.detach().to('cpu')).toTypedArray();
+    hash.update(p.name).update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+  return hash.digest('hex').slice(0, 32);
+}
+
+/**
+ * Reference log-probs of every pair in one pass without gradients, cached on disk (2N float64) so
+ * later runs over the same data and reference skip the pass.
+ */
+export async function precomputeReferenceLogps(
+  reference: CausalLM,
+  pairs: TokenizedPair[],
+  options: { padId: number | null; batchSize: number; fusedLinear: boolean; cacheDir: string | null },
+): Promise<{ logps: ReferenceLogps; cached: boolean; path: string | null }> {
+  const path = options.cacheDir ? join(options.cacheDir, `${await referenceKey(reference, pairs)}.reflogps`) : null;
+  if (path && existsSync(path)) {
+    const bytes = readFileSync(path);
+    if (bytes.length === pairs.length * 16) {
+      const all = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+      return { logps: { chosen: all.slice(0, pairs.length), rejected: all.slice(pairs.length) }, cached: true, path };
+    }
+  }
+  const chosen = new Float64Array(pairs.length);
+  const rejected = new Float64Array(pairs.length);
+  for (let start = 0; start < pairs.length; start += options.batchSize) {
+    const chunk = pairs.slice(start, start + options.batchSize);
+    const batch = collate(chunk, { padId: options.padId });
+    try {
+      const { logps } = await noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: options.fusedLinear }));
+      const values = Array.from((await logps.toTypedArray()) as ArrayLike<number>);
+      chosen.set(values.slice(0, chunk.length), start);
+      rejected.set(values.slice(chunk.length), start);
+      logps.dispose();
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+  if (path) {
+    mkdirSync(options.cacheDir!, { recursive: true });
+    const all = new Float64Array(pairs.length * 2);
+    all.set(chosen);
+    all.set(rejected, pairs.length);
+    writeFileSync(`${path}.partial`, new Uint8Array(all.buffer));
+    renameSync(`${path}.partial`, path);
+  }
+  return { logps: { chosen, rejected }, cached: false, path };
+}
+
+/** TR-DPO: reference ← α·policy + (1 − α)·reference, parameter by parameter. */
+export async function syncReference(policy: CausalLM, reference: CausalLM, alpha: number): Promise<void> {
+  const refs = new Map((await reference.namedParameters()).map((p) => [p.name, p.tensor]));
+  await noGrad(async () => {
+    for (const p of await policy.namedParameters()) {
+      const r = refs.get(p.name);
+      if (!r) continue;
+      await r.mul_(1 - alpha);
+      await r.add_(p.tensor, alpha);
+    }
+  });
+}
