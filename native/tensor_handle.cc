@@ -62,7 +62,11 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : ObjectWrap<TensorHa
   requiresGrad_ = tensor_.requires_grad();
   info.This().As<Napi::Object>().TypeTag(&kTensorTag);
   env_ = info.Env();
-  externalBytes_ = tensor_.has_storage() && tensor_.is_cpu() ? static_cast<int64_t>(tensor_.storage().nbytes()) : 0;
+  // Only big storages are worth GC pressure: reporting every small tensor made V8 collect so often
+  // that the pauses showed in the event loop's p99 latency while training.
+  constexpr int64_t kReportedBytes = int64_t{1} << 20;
+  const int64_t bytes = tensor_.has_storage() && tensor_.is_cpu() ? static_cast<int64_t>(tensor_.storage().nbytes()) : 0;
+  externalBytes_ = bytes >= kReportedBytes ? bytes : 0;
   int64_t ignored;
   if (externalBytes_ > 0) napi_adjust_external_memory(env_, externalBytes_, &ignored);
   std::lock_guard<std::mutex> lock(liveMutex);
