@@ -27,6 +27,22 @@ describe('torch-dpo train (CLI)', () => {
     expect(existsSync(join(dir, 'out', 'checkpoint-3', 'model.safetensors'))).toBe(true);
   });
 
+  it('evaluates, precomputes the reference, exports and reports from the command line', () => {
+    const { dir, config } = project(3);
+    const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    const extra = ['--set', `eval_dataset=${join(dir, 'train.jsonl')}`, '--set', `cache_dir=${join(dir, 'cache')}`];
+    expect(cli('train', '--config', config, ...extra).status).toBe(0);
+    const evaluation = cli('eval', '--config', config, ...extra, '--checkpoint', join(dir, 'out', 'checkpoint-3'));
+    expect(evaluation.status).toBe(0);
+    expect(JSON.parse(evaluation.stdout)).toHaveProperty('eval_rewards/accuracies');
+    expect(cli('precompute-ref', '--config', config, ...extra).stdout).toMatch(/ready for 32 train and 32 eval pairs/);
+    const exported = cli('export', '--config', config, '--checkpoint', join(dir, 'out', 'checkpoint-3'), '--out', join(dir, 'exp'), '--dtype', 'bfloat16');
+    expect(exported.status).toBe(0);
+    expect(existsSync(join(dir, 'exp', 'model.pt'))).toBe(true);
+    expect(cli('report', join(dir, 'out')).stdout.trim()).toBe(join(dir, 'out', 'report.html'));
+    expect(cli('report', '--help').stdout).toMatch(/usage: torch-dpo report/);
+  });
+
   it('exits non-zero with a one-line reason on bad config or data', () => {
     const { config } = project(3);
     const bad = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', 'beta=-1'], { encoding: 'utf8' });

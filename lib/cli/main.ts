@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { runDoctor } from './doctor';
+import { EVAL_USAGE, EXPORT_USAGE, PRECOMPUTE_USAGE, REPORT_USAGE, runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { DEMO_USAGE, runDemo } from './demo';
 import { describeFailure, runTrain, TRAIN_USAGE } from './train';
 
@@ -8,6 +9,10 @@ const USAGE = `usage: torch-dpo <command> [options]
 commands:
   demo [--json]     train a tiny model to prefer positive reviews and show before/after
   train --config F  DPO training (YAML/JSON config with TRL's names; --set key=value overrides)
+  eval --config F   evaluate on eval_dataset (--checkpoint DIR for a checkpoint's weights)
+  precompute-ref    compute and cache reference log-probs (--config F)
+  export            a checkpoint as HF safetensors + TorchScript (--config F --checkpoint DIR --out DIR)
+  report DIR        write DIR/report.html from DIR/metrics.jsonl
   doctor [--json]   libtorch, CUDA, threads, BLAS and addon facts of this machine
   help              this text
 `;
@@ -17,6 +22,10 @@ const COMMANDS: Record<string, Command> = {
   doctor: runDoctor,
   train: runTrain,
   demo: runDemo,
+  eval: runEval,
+  'precompute-ref': runPrecomputeRef,
+  export: runExport,
+  report: runReport,
   help: () => {
     process.stdout.write(USAGE);
     return 0;
@@ -31,7 +40,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') && name !== 'help') {
-    process.stdout.write(name === 'train' ? TRAIN_USAGE : name === 'demo' ? DEMO_USAGE : USAGE);
+    const usages: Record<string, string> = { train: TRAIN_USAGE, demo: DEMO_USAGE, eval: EVAL_USAGE, 'precompute-ref': PRECOMPUTE_USAGE, export: EXPORT_USAGE, report: REPORT_USAGE };
+    process.stdout.write(usages[name] ?? USAGE);
     return 0;
   }
   return command(rest);

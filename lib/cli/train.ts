@@ -40,6 +40,9 @@ export async function runTrain(args: string[]): Promise<number> {
     process.stdout.write(`data: ${r.kept} pairs kept of ${r.rowsRead} (${JSON.stringify(r.formats)}), dropped ${JSON.stringify(r.dropped)}; ${trainer.plan.totalSteps} steps\n`);
     trainer.on('log', (record: LogRecord) => process.stdout.write(`${formatLog(record)}\n`));
     trainer.on('checkpoint', (path: string) => process.stdout.write(`checkpoint: ${path}\n`));
+    trainer.on('eval', (m: Record<string, number>) => process.stdout.write(`eval step ${m.step} | loss ${m.eval_loss.toFixed(4)} | acc ${m['eval_rewards/accuracies'].toFixed(3)}\n`));
+    trainer.on('export', (path: string) => process.stdout.write(`final model: ${path}\n`));
+    trainer.on('report', (path: string) => process.stdout.write(`report: ${path}\n`));
     const result = await trainer.train({ signal: controller.signal });
     process.stdout.write(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps; metrics in ${trainer.config.output_dir}/metrics.jsonl\n`);
     return result.stopped === 'aborted' ? signalCode || 130 : 0;

@@ -40,6 +40,8 @@ export const trainerConfigSchema = z
     group_by_length: z.boolean().default(false),
     disable_dropout: z.boolean().default(true),
     logging_steps: z.number().int().positive().default(10),
+    /** Where metrics go besides metrics.jsonl and the HTML report: TensorBoard event files in output_dir/runs. */
+    report_to: z.array(z.enum(['tensorboard'])).default(['tensorboard']),
     save_steps: z.number().int().positive().default(500),
     /** Evaluate on eval_dataset every eval_steps optimizer steps (and at the end). */
     eval_steps: z.number().int().positive().optional(),

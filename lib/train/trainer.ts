@@ -16,6 +16,8 @@ import { listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, pairLoss } from './dpo-step';
 import { noGrad } from '../grad-mode';
+import { writeHtmlReport } from '../report/html-report';
+import { TensorBoardWriter } from '../report/tensorboard';
 import { precomputeReferenceLogps, syncReference, type ReferenceLogps } from './reference';
 import { scheduleFactor, warmupSteps } from './schedulers';
 
@@ -60,6 +62,7 @@ export class DPOTrainer extends EventEmitter {
   step = 0;
   history: LogRecord[] = [];
   private tokensSeen = 0;
+  private tensorboard: TensorBoardWriter | null = null;
 
   constructor(input: TrainerConfigInput) {
     super();
@@ -112,6 +115,7 @@ export class DPOTrainer extends EventEmitter {
       lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2], eps: c.adam_epsilon, weightDecay: c.weight_decay,
     });
     mkdirSync(c.output_dir, { recursive: true });
+    if (c.report_to.includes('tensorboard')) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
     if (c.resume_from_checkpoint) {
       const path = c.resume_from_checkpoint === true ? listCheckpoints(c.output_dir).at(-1)?.path : c.resume_from_checkpoint;
       if (!path) throw new TorchDpoError(`resume_from_checkpoint: no checkpoint in ${c.output_dir}`, 'ERR_CONFIG');
@@ -236,17 +240,20 @@ export class DPOTrainer extends EventEmitter {
         window = [];
         this.history.push(averaged);
         appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(averaged)}\n`);
+        this.tensorboard?.scalars(this.step, prefixed('train/', averaged));
         this.emit('log', averaged);
       }
       if (c.eval_steps && this.evalPairs.length > 0 && (this.step % c.eval_steps === 0 || this.step === totalSteps)) {
         const metrics = { step: this.step, ...(await this.evaluate()) };
         appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(metrics)}\n`);
+        this.tensorboard?.scalars(this.step, Object.fromEntries(Object.entries(metrics).filter(([k]) => k !== 'step').map(([k, v]) => [`eval/${k.slice(5)}`, v])));
         this.emit('eval', metrics);
       }
       if (this.step % c.save_steps === 0) this.emit('checkpoint', await this.saveCheckpoint());
     }
     if (this.step % c.save_steps !== 0) this.emit('checkpoint', await this.saveCheckpoint());
     if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
+    if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir));
     return { steps: this.step, history: this.history, stopped: 'done' };
   }
 
@@ -265,6 +272,10 @@ export class DPOTrainer extends EventEmitter {
     this.policy?.dispose();
     this.reference?.dispose();
   }
+}
+
+function prefixed(prefix: string, record: LogRecord): Record<string, number> {
+  return Object.fromEntries(Object.entries(record).filter(([k]) => k !== 'step').map(([k, v]) => [`${prefix}${k}`, v]));
 }
 
 function pick(source: ReferenceLogps, indices: number[]): { chosen: number[]; rejected: number[] } {
