@@ -85,7 +85,8 @@ export async function runDemo(args: string[]): Promise<number> {
   say(`  rewards/accuracies: ${initialEval['eval_rewards/accuracies'].toFixed(2)} at step 0 (policy = reference) → ${finalEval['eval_rewards/accuracies'].toFixed(2)} after DPO`);
   say(`  preference accuracy (log p(chosen) > log p(rejected)): ${initialPreference.toFixed(2)} before → ${finalPreference.toFixed(2)} after`);
   prompts.forEach((p, i) => say(`  "${p}"\n     before: ${before[i].trim()}\n     after:  ${after[i].trim()}`));
-  say(`  metrics: ${join(dir, 'dpo', 'metrics.jsonl')}; checkpoint: ${join(dir, 'dpo')}; ${seconds.toFixed(1)} s in all`);
+  say(`  report: ${join(dir, 'dpo', 'report.html')} (open it in a browser); metrics: ${join(dir, 'dpo', 'metrics.jsonl')}`);
+  say(`  TensorBoard: tensorboard --logdir ${join(dir, 'dpo', 'runs')}; final model: ${join(dir, 'dpo', 'final')}; ${seconds.toFixed(1)} s in all`);
   if (values.json) {
     say(JSON.stringify({
       initial_eval_rewards_accuracies: initialEval['eval_rewards/accuracies'], final_eval_rewards_accuracies: finalEval['eval_rewards/accuracies'],

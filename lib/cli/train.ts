@@ -38,11 +38,30 @@ export async function runTrain(args: string[]): Promise<number> {
     await trainer.setup();
     const r = trainer.dataReport;
     process.stdout.write(`data: ${r.kept} pairs kept of ${r.rowsRead} (${JSON.stringify(r.formats)}), dropped ${JSON.stringify(r.dropped)}; ${trainer.plan.totalSteps} steps\n`);
-    trainer.on('log', (record: LogRecord) => process.stdout.write(`${formatLog(record)}\n`));
-    trainer.on('checkpoint', (path: string) => process.stdout.write(`checkpoint: ${path}\n`));
-    trainer.on('eval', (m: Record<string, number>) => process.stdout.write(`eval step ${m.step} | loss ${m.eval_loss.toFixed(4)} | acc ${m['eval_rewards/accuracies'].toFixed(3)}\n`));
-    trainer.on('export', (path: string) => process.stdout.write(`final model: ${path}\n`));
-    trainer.on('report', (path: string) => process.stdout.write(`report: ${path}\n`));
+    const total = trainer.plan.totalSteps;
+    const started = Date.now();
+    let latest: LogRecord | null = null;
+    // On a terminal, one line redrawn per step; elsewhere (CI, files) plain lines per logging_steps.
+    const bar = process.stdout.isTTY
+      ? (step: number) => {
+          const done = step / total;
+          const eta = ((Date.now() - started) / step) * (total - step) / 1000;
+          const cells = Math.round(done * 24);
+          const stats = latest ? ` loss ${latest.loss.toFixed(4)} acc ${latest['rewards/accuracies'].toFixed(2)} margin ${latest['rewards/margins'].toFixed(3)} ${Math.round(latest.tokens_per_second)} tok/s` : '';
+          process.stdout.write(`\r[${'#'.repeat(cells)}${'.'.repeat(24 - cells)}] ${step}/${total}${stats} ETA ${eta.toFixed(0)}s\x1b[K`);
+        }
+      : null;
+    // Messages clear the bar's line first; the next step redraws it.
+    const say = (line: string) => process.stdout.write(`${bar ? '\r\x1b[K' : ''}${line}\n`);
+    trainer.on('step', ({ step }: { step: number }) => bar?.(step));
+    trainer.on('log', (record: LogRecord) => {
+      latest = record;
+      if (!bar) process.stdout.write(`${formatLog(record)}\n`);
+    });
+    trainer.on('checkpoint', (path: string) => say(`checkpoint: ${path}`));
+    trainer.on('eval', (m: Record<string, number>) => say(`eval step ${m.step} | loss ${m.eval_loss.toFixed(4)} | acc ${m['eval_rewards/accuracies'].toFixed(3)}`));
+    trainer.on('export', (path: string) => say(`final model: ${path}`));
+    trainer.on('report', (path: string) => say(`report: ${path}`));
     const result = await trainer.train({ signal: controller.signal });
     process.stdout.write(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps; metrics in ${trainer.config.output_dir}/metrics.jsonl\n`);
     return result.stopped === 'aborted' ? signalCode || 130 : 0;
