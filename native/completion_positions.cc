@@ -64,9 +64,15 @@ ChunkStats ChunkForward(const at::Tensor& z, const at::Tensor& labels, bool metr
   s.lse = at::logsumexp(z, {1});
   s.logp = z.gather(1, labels.unsqueeze(1)).squeeze(1) - s.lse;
   if (metrics) {
-    at::Tensor p = at::exp(z - s.lse.unsqueeze(1));
-    // H = −Σ p·log p = lse − Σ p·z; where p = 0 and z = −inf the product is nan: drop those terms.
-    s.entropy = s.lse - at::nan_to_num(p * z, 0.0, 0.0, 0.0).sum(1);
+    // H = −Σ p·log p = lse − Σ p·z, with Σ p·z as one batched dot product (no [C,V] product buffer).
+    at::Tensor p = (z - s.lse.unsqueeze(1)).exp_();
+    at::Tensor expected = at::bmm(p.unsqueeze(1), z.unsqueeze(2)).view({-1});
+    // Where p = 0 and z = −inf (masked vocabulary) the dot is NaN: recompute those rows without the term.
+    at::Tensor bad = expected.isnan();
+    if (bad.any().item<bool>()) {
+      expected = at::where(bad, at::nan_to_num(p * z, 0.0, 0.0, 0.0).sum(1), expected);
+    }
+    s.entropy = s.lse - expected;
     s.meanLogit = z.mean(1);
     s.hit = z.argmax(1).eq(labels).to(z.scalar_type());
   }

@@ -94,6 +94,20 @@ describe('sequenceLogps (float64 references)', () => {
     expect(maxDiff(g1, g2)).toBeLessThan(1e-12);
   });
 
+  it('keeps the entropy finite when part of the vocabulary is masked with -inf', async () => {
+    const data = new Float64Array(2 * 3 * 4).map((_, i) => (i % 5) * 0.3);
+    data[1] = Number.NEGATIVE_INFINITY; // row 0: token 1 impossible
+    const logits = Tensor.from(data, { shape: [2, 3, 4] });
+    const ids = Tensor.from([[0, 2, 3], [1, 0, 2]], { dtype: 'int64' });
+    const mask = Tensor.from([[0, 1, 1], [0, 1, 1]], { dtype: 'bool' });
+    const out = await sequenceLogps(logits, ids, mask, { metrics: true });
+    const entropy = await values(out.entropySum!);
+    const lp = await values(await logits.logSoftmax(2));
+    const rowEntropy = (r: number) => -lp.slice(r * 4, r * 4 + 4).reduce((s, l) => s + (Number.isFinite(l) ? Math.exp(l) * l : 0), 0);
+    expect(Math.abs(entropy[0] - (rowEntropy(0) + rowEntropy(1)))).toBeLessThan(1e-12);
+    expect(Math.abs(entropy[1] - (rowEntropy(3) + rowEntropy(4)))).toBeLessThan(1e-12);
+  });
+
   it('matches fp32 within bf16 tolerance for bf16 logits', async () => {
     const batch = await randomBatch(N, T, V, seed + 3);
     const logits = await (await randn([N, T, V])).mul(2);

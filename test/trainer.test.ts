@@ -113,6 +113,15 @@ describe('DPOTrainer', () => {
     expect(readdirSync(join(dir, 'out')).some((n) => n.includes('partial'))).toBe(false);
   });
 
+  it('skips non-finite updates and stops with a diagnostic after max_nonfinite_steps in a row', async () => {
+    const dir = dataset(32);
+    // A learning rate this large blows the weights up to inf/NaN within a step or two.
+    const trainer = new DPOTrainer(config(dir, { max_steps: 30, learning_rate: 1e30, max_grad_norm: null, max_nonfinite_steps: 2, save_steps: 1000 }));
+    await trainer.setup();
+    await expect(trainer.train()).rejects.toThrow(/2 non-finite steps in a row \(last at step \d+\)/);
+    trainer.dispose();
+  });
+
   it('rejects bad configuration before loading anything', () => {
     expect(() => new DPOTrainer({ train_dataset: 'x.jsonl', output_dir: 'out' })).toThrow(ConfigError);
     expect(() => new DPOTrainer({ train_dataset: 'x.jsonl', output_dir: 'out' })).toThrow(/set model_name_or_path or model/);

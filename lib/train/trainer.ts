@@ -197,14 +197,23 @@ export class DPOTrainer extends EventEmitter {
       const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
       const started = process.hrtime.bigint();
       const results = [];
-      for (const indices of micro) {
-        const batch = collate(indices.map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
+      const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
+      let batch = collateAt(0);
+      for (let k = 0; k < micro.length; k += 1) {
+        const indices = micro[k];
+        const reference = this.refLogps ? pick(this.refLogps, indices) : this.reference;
+        // Submit this micro-batch's forward, then build the next batch while the device works.
+        const pending = microStep(this.policy, reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
+        const next = k + 1 < micro.length ? collateAt(k + 1) : null;
         try {
-          const reference = this.refLogps ? pick(this.refLogps, indices) : this.reference;
-          results.push(await microStep(this.policy, reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear));
+          results.push(await pending);
+        } catch (err) {
+          if (next) disposeBatch(next);
+          throw err;
         } finally {
           disposeBatch(batch);
         }
+        if (next) batch = next;
       }
       const gradNorm = await this.optimizer.clipGradNorm(c.max_grad_norm ?? undefined);
       const lossValue = results.reduce((s, r) => s + r.loss * r.pairs, 0) / pairsInStep;

@@ -1,0 +1,79 @@
+'use strict';
+// `npm run bench:train`: DPO optimizer steps on the built-in GPT-2 (~10.6M parameters), 8 pairs of
+// 256 tokens (64 prompt + 192 completion): live reference (logits path, in-place backward),
+// precomputed reference, fused-linear path, and the same step written in Python with Debian's torch
+// (concatenated forward, gather of log_softmax, sigmoid loss, AdamW). Same threads and BLAS.
+const { spawnSync } = require('node:child_process');
+const os = require('node:os');
+const path = require('node:path');
+
+const STEPS = 3;
+const [PAIRS, LENGTH, PROMPT] = [8, 256, 64];
+
+async function runVariant(variant) {
+  const t = require('../dist');
+  const { microStep } = require('../dist/train/dpo-step');
+  t.manualSeed(0);
+  const policy = await t.createModel('gpt2', { vocab_size: 16384, n_positions: 256, n_embd: 256, n_layer: 8, n_head: 8, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 });
+  await policy.eval();
+  let reference = await policy.referenceCopy();
+  const ids = (await (await t.randint(0, 16384, [2 * PAIRS, LENGTH])).toArray()).map(Number);
+  const row = (r) => ({ ids: ids.slice(r * LENGTH, (r + 1) * LENGTH), promptLength: PROMPT });
+  const pairs = Array.from({ length: PAIRS }, (_, i) => ({ chosen: row(i), rejected: row(PAIRS + i), boundaryMismatch: false, truncated: false }));
+  const loss = t.parseDpoLossConfig({});
+  const fused = variant === 'fused-linear';
+  if (variant === 'precomputed reference') {
+    const batch = t.collate(pairs, { padId: 0 });
+    const { batchLogps } = require('../dist/train/dpo-step');
+    const { logps } = await t.noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: false }));
+    const v = Array.from(await logps.toTypedArray());
+    reference.dispose();
+    reference = { chosen: v.slice(0, PAIRS), rejected: v.slice(PAIRS) };
+  }
+  const optimizer = new t.AdamW(await policy.namedParameters(), { lr: 1e-6 });
+  const step = async () => {
+    const batch = t.collate(pairs, { padId: 0 });
+    await microStep(policy, reference, batch, loss, 1, fused);
+    t.disposeBatch(batch);
+    await optimizer.clipGradNorm(1.0);
+    await optimizer.step();
+    await optimizer.zeroGrad();
+  };
+  await step();
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < STEPS; i += 1) await step();
+  const stepMs = Number(process.hrtime.bigint() - start) / 1e6 / STEPS;
+  process.stdout.write(JSON.stringify({ stepMs, tokensPerSec: (2 * PAIRS * LENGTH * 1000) / stepMs }));
+}
+
+function main() {
+  const threads = os.availableParallelism();
+  const rows = [];
+  const py = spawnSync('/usr/bin/python3', [path.join(__dirname, 'train_python.py'), String(threads), String(STEPS)], { encoding: 'utf8' });
+  if (py.status !== 0) {
+    console.log(`bench:train needs Debian's python3-torch for the comparison: ${py.stderr.trim().split('\n').pop()}`);
+    process.exit(1);
+  }
+  const python = JSON.parse(py.stdout.trim().split('\n').pop());
+  rows.push([`Python step (Debian torch ${python.torch})`, python]);
+  for (const variant of ['live reference', 'precomputed reference', 'fused-linear']) {
+    const child = spawnSync(process.execPath, [__filename, '--variant', variant], { encoding: 'utf8' });
+    if (child.status !== 0) throw new Error(`${variant}: ${child.stderr}`);
+    rows.push([`torch-dpo, ${variant}`, JSON.parse(child.stdout)]);
+  }
+  const live = rows[1][1];
+  console.log(`\ntrain: DPO steps, GPT-2 10.6M params, ${PAIRS} pairs × ${LENGTH} tokens, ${threads} threads, mean of ${STEPS} steps after 1 warm-up`);
+  console.log('| variant | step | steps/s | tokens/s | × Python | × live step time |\n|---|---|---|---|---|---|');
+  for (const [name, r] of rows) {
+    console.log(`| ${name} | ${(r.stepMs / 1000).toFixed(2)} s | ${(1000 / r.stepMs).toFixed(3)} | ${Math.round(r.tokensPerSec)} | ${(r.tokensPerSec / python.tokensPerSec).toFixed(2)} | ${(r.stepMs / live.stepMs).toFixed(2)} |`);
+  }
+}
+
+if (process.argv[2] === '--variant') {
+  runVariant(process.argv[3]).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+} else {
+  main();
+}
