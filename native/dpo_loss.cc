@@ -146,7 +146,7 @@ class Inputs {
 std::vector<std::pair<std::string, at::Tensor>> DpoLoss(const std::vector<at::Tensor>& tensors, const OpAttrs& attrs) {
   LossConfig c = ReadConfig(attrs);
   Inputs in(tensors, attrs.String("layout", "policyChosen,policyRejected"));
-  in.CheckFinite();
+  if (!attrs.Bool("allow_nonfinite", false)) in.CheckFinite();  // the trainer counts non-finite steps itself
   PairTerms t;
   t.pc = in.Get("policyChosen");
   t.pr = in.Get("policyRejected");

@@ -29,6 +29,7 @@ LogpsOptions ReadLogpsOptions(const OpAttrs& a) {
   o.tokenLogps = a.Bool("tokenLogps", false);
   o.metrics = a.Bool("metrics", false);
   o.wpo = a.Bool("wpo", false);
+  o.allowNonFinite = a.Bool("allowNonFinite", false);
   return o;
 }
 

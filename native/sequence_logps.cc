@@ -18,7 +18,7 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
   static variable_list forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& rows,
                                const at::Tensor& labels, const at::Tensor& sequence, const at::Tensor& labelIndex,
                                const at::Tensor& counts, int64_t chunk, bool inplace, bool tokenOut, bool metrics,
-                               bool wpo) {
+                               bool wpo, bool allowNonFinite) {
     const int64_t vocab = logits.size(2);
     const at::ScalarType acc = AccumulationType(logits.scalar_type());
     at::Tensor flat = logits.reshape({-1, vocab});
@@ -28,7 +28,7 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
       at::Tensor z = flat.index_select(0, rows.narrow(0, start, len)).to(acc);
       rowsOut.Store(start, ChunkForward(z, labels.narrow(0, start, len), metrics, wpo));
     }
-    CheckFinite(rowsOut.logp, rows, logits.size(1), "sequenceLogps");
+    if (!allowNonFinite) CheckFinite(rowsOut.logp, rows, logits.size(1), "sequenceLogps");
     ctx->save_for_backward({logits, rows, labels, sequence, labelIndex, rowsOut.lse});
     ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["inplace"] = inplace;
@@ -64,7 +64,7 @@ struct SequenceLogpsFunction : public torch::autograd::Function<SequenceLogpsFun
       at::Tensor counted = at::zeros({gradFlat.size(0)}, rows.options().dtype(at::kBool)).index_fill_(0, rows, true);
       gradFlat.masked_fill_(counted.logical_not().unsqueeze(1), 0);
     }
-    variable_list out(11);
+    variable_list out(12);
     out[0] = grad;
     return out;
   }
@@ -84,7 +84,7 @@ LogpsResult SequenceLogps(const at::Tensor& logits, const at::Tensor& inputIds, 
   variable_list out = SequenceLogpsFunction::apply(logits, pos.rows, pos.labels, pos.sequence, pos.labelIndex,
                                                    pos.counts, ChunkRows(options.chunkRows, logits.size(2)),
                                                    options.inplaceBackward, options.tokenLogps, options.metrics,
-                                                   options.wpo);
+                                                   options.wpo, options.allowNonFinite);
   return ToResult(out);
 }
 

@@ -15,6 +15,7 @@ struct LogpsOptions {
   bool tokenLogps = false;        // also return differentiable per-token log-probs [N,T]
   bool metrics = false;           // entropy, vocab-mean logit and argmax-hit sums per sequence
   bool wpo = false;               // Σ_t (logp_t − log Σ_v p_v²) per sequence, for WPO weights
+  bool allowNonFinite = false;    // the trainer counts non-finite steps itself instead of failing
 };
 
 // Named outputs, each [N] unless noted; absent ones are empty tensors.

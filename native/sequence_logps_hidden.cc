@@ -22,7 +22,7 @@ struct SequenceLogpsFromHiddenFunction : public torch::autograd::Function<Sequen
   static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& rows, const at::Tensor& labels,
                                const at::Tensor& sequence, const at::Tensor& labelIndex, const at::Tensor& counts,
-                               int64_t chunk, bool tokenOut, bool metrics, bool wpo) {
+                               int64_t chunk, bool tokenOut, bool metrics, bool wpo, bool allowNonFinite) {
     const at::ScalarType acc = AccumulationType(hidden.scalar_type());
     at::Tensor flat = hidden.reshape({-1, hidden.size(2)});
     RowAccumulator rowsOut(rows.numel(), acc, hidden.device(), metrics, wpo);
@@ -31,7 +31,7 @@ struct SequenceLogpsFromHiddenFunction : public torch::autograd::Function<Sequen
       at::Tensor z = ChunkLogits(flat.index_select(0, rows.narrow(0, start, len)), weight, bias, acc);
       rowsOut.Store(start, ChunkForward(z, labels.narrow(0, start, len), metrics, wpo));
     }
-    CheckFinite(rowsOut.logp, rows, hidden.size(1), "sequenceLogpsFromHidden");
+    if (!allowNonFinite) CheckFinite(rowsOut.logp, rows, hidden.size(1), "sequenceLogpsFromHidden");
     ctx->save_for_backward({hidden, weight, bias, rows, labels, sequence, labelIndex, rowsOut.lse});
     ctx->saved_data["chunk"] = chunk;
     variable_list out = rowsOut.Scatter(sequence, labelIndex, counts, hidden.size(0), hidden.size(1), tokenOut);
@@ -64,7 +64,7 @@ struct SequenceLogpsFromHiddenFunction : public torch::autograd::Function<Sequen
       if (wantWeight) gradWeight.addmm_(dz.t(), h.to(acc));
       if (wantBias) gradBias.add_(dz.sum(0));
     }
-    variable_list out(12);
+    variable_list out(13);
     out[0] = gradHidden;
     out[1] = wantWeight ? gradWeight.to(weight.scalar_type()) : at::Tensor();
     out[2] = wantBias ? gradBias.to(bias.scalar_type()) : at::Tensor();
@@ -92,7 +92,7 @@ LogpsResult SequenceLogpsFromHidden(const at::Tensor& hidden, const at::Tensor& 
   at::Tensor biasArg = bias.defined() ? bias : at::empty({0}, weight.options());
   variable_list out = SequenceLogpsFromHiddenFunction::apply(
       hidden, weight, biasArg, pos.rows, pos.labels, pos.sequence, pos.labelIndex, pos.counts,
-      ChunkRows(options.chunkRows, weight.size(0)), options.tokenLogps, options.metrics, options.wpo);
+      ChunkRows(options.chunkRows, weight.size(0)), options.tokenLogps, options.metrics, options.wpo, options.allowNonFinite);
   return ToResult(out);
 }
 

@@ -69,7 +69,11 @@ function requireInputs(inputs: DpoLossInputs, names: (keyof DpoLossInputs)[], wh
  * The DPO loss family with TRL's option names (loss_type, beta, label_smoothing, f_divergence_type,
  * …). The config is validated before any compute; the loss is differentiable w.r.t. the log-probs.
  */
-export async function dpoLoss(inputs: DpoLossInputs, config: DpoLossConfigInput = {}): Promise<DpoLossResult> {
+export async function dpoLoss(
+  inputs: DpoLossInputs,
+  config: DpoLossConfigInput = {},
+  options: { allowNonFinite?: boolean } = {},
+): Promise<DpoLossResult> {
   const c = parseDpoLossConfig(config);
   const types = lossTypes(c);
   if (!c.reference_free) requireInputs(inputs, ['referenceChosenLogps', 'referenceRejectedLogps'], 'a reference (reference_free is false)');
@@ -113,6 +117,7 @@ export async function dpoLoss(inputs: DpoLossInputs, config: DpoLossConfigInput 
       discopop_tau: c.discopop_tau,
       use_weighting: c.use_weighting,
       ld_alpha: c.ld_alpha,
+      allow_nonfinite: options.allowNonFinite ?? false,
     });
     const values = Array.from((await out.metrics.toTypedArray()) as Float32Array | Float64Array);
     out.metrics.dispose();

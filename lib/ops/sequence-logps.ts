@@ -14,6 +14,8 @@ export interface SequenceLogpsOptions {
   metrics?: boolean;
   /** Also return Σ_t (logp_t − log Σ_v p_v²) per sequence (WPO weights). */
   wpo?: boolean;
+  /** Return NaN/Inf results instead of failing on non-finite logits (the trainer counts such steps). */
+  allowNonFinite?: boolean;
 }
 
 export interface SequenceLogpsResult {

@@ -15,7 +15,8 @@ export interface LogpsRequest {
 
 /** Per-sequence log-probs of the 2B rows: fused-linear from hidden states when possible, else from logits. */
 export async function batchLogps(model: CausalLM, batch: PreferenceBatch, request: LogpsRequest): Promise<SequenceLogpsResult> {
-  const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics };
+  // Non-finite values flow through: the trainer skips and counts such steps.
+  const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics, allowNonFinite: true };
   const head = request.fusedLinear && model.info.hasForwardHidden ? await model.lmHeadWeight() : null;
   if (head) {
     const hidden = await model.forwardHidden(batch.inputIds, batch.attentionMask);
@@ -88,7 +89,7 @@ export async function pairLoss(
     await (await aligned.narrow(1, 0, 1)).zero_(); // a view: clears column 0 of `aligned`
     [inputs.chosenMask, inputs.rejectedMask] = await halves(aligned, B);
   }
-  const result = await dpoLoss(inputs, loss);
+  const result = await dpoLoss(inputs, loss, { allowNonFinite: true });
 
   // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
   const sums = async (t: Tensor) => (await halves(t, B)).map(async (h) => ((await (await h.sum()).item()) as number));
