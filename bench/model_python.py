@@ -3,7 +3,6 @@
 HF-style classes, writes it (traced model.pt, model.safetensors, config.json) into the folder given,
 then times forward+backward of the traced model in Python with the same threads and BLAS as
 torch-dpo (Debian's torch calls the system libblas.so.3). Prints one JSON line."""
-import importlib.util
 import json
 import os
 import sys
@@ -11,15 +10,10 @@ import time
 
 import torch
 
-folder, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-spec = importlib.util.spec_from_file_location("fixtures", os.path.join(os.path.dirname(__file__), "..", "scripts", "make-fixtures.py"))
-fixtures = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fixtures)
+from bench_gpt2 import benchmark_gpt2
 
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-config = dict(fixtures.CONFIG, vocab_size=16384, n_positions=256, n_embd=256, n_layer=8, n_head=8)
-model = fixtures.GPT2LMHeadModel(config)
+folder, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fixtures, config, model = benchmark_gpt2(threads)
 batch, length = 8, 256
 ids = torch.randint(0, config["vocab_size"], (batch, length))
 mask = torch.ones(batch, length, dtype=torch.long)

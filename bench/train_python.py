@@ -3,23 +3,17 @@
 Debian's torch (concatenated forward of chosen+rejected, gather of log_softmax, sigmoid loss, AdamW),
 on the same GPT-2 and batch shape as torch-dpo's benchmark. Prints one JSON line."""
 import copy
-import importlib.util
 import json
-import os
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
+from bench_gpt2 import benchmark_gpt2
+
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
-spec = importlib.util.spec_from_file_location("fixtures", os.path.join(os.path.dirname(__file__), "..", "scripts", "make-fixtures.py"))
-fixtures = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fixtures)
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-config = dict(fixtures.CONFIG, vocab_size=16384, n_positions=256, n_embd=256, n_layer=8, n_head=8)
-policy = fixtures.GPT2LMHeadModel(config)
+fixtures, config, policy = benchmark_gpt2(threads)
 reference = copy.deepcopy(policy).eval().requires_grad_(False)
 policy.eval()  # dropout off, as torch-dpo's disable_dropout
 pairs, length, prompt = 8, 256, 64

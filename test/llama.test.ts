@@ -1,18 +1,12 @@
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tensor } from '../lib';
 import { createModel, loadModel } from '../lib/models/causal-lm';
+import { float32Values as values, maxDiff, modelFixture } from './support/fixture-model';
 
-const FIXTURE = join(__dirname, 'fixtures', 'tiny-llama');
-// Written by scripts/make-fixtures.py with Debian's torch (HF Llama math, 4 query / 2 key-value heads).
-const reference = JSON.parse(readFileSync(join(FIXTURE, 'reference.json'), 'utf8')) as {
-  input_ids: number[][]; attention_mask: number[][]; logits_shape: number[]; logits: number[];
-};
-const ids = () => Tensor.from(reference.input_ids, { dtype: 'int64' });
-const mask = () => Tensor.from(reference.attention_mask, { dtype: 'int64' });
-const values = async (t: Tensor) => Array.from((await t.toTypedArray()) as Float32Array);
-const maxDiff = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+// HF Llama math, 4 query / 2 key-value heads.
+const { dir: FIXTURE, reference, ids, mask } = modelFixture('tiny-llama');
 
 describe('Llama', () => {
   it('traced fixture reproduces the Python logits', async () => {

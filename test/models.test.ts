@@ -5,16 +5,9 @@ import { DataError, NativeError, Tensor, noGrad, sequenceLogps } from '../lib';
 import { CausalLM, bakedDevices, createModel, loadModel } from '../lib/models/causal-lm';
 import { readSafetensors } from '../lib/models/safetensors';
 import { ScriptModule } from '../lib/models/script-module';
+import { float32Values as values, maxDiff, modelFixture } from './support/fixture-model';
 
-const FIXTURE = join(__dirname, 'fixtures', 'tiny-gpt2');
-// Written by scripts/make-fixtures.py with Debian's torch.
-const reference = JSON.parse(readFileSync(join(FIXTURE, 'reference.json'), 'utf8')) as {
-  input_ids: number[][]; attention_mask: number[][]; logits_shape: number[]; logits: number[];
-};
-const ids = () => Tensor.from(reference.input_ids, { dtype: 'int64' });
-const mask = () => Tensor.from(reference.attention_mask, { dtype: 'int64' });
-const values = async (t: Tensor) => Array.from((await t.toTypedArray()) as Float32Array);
-const maxDiff = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
+const { dir: FIXTURE, reference, ids, mask } = modelFixture('tiny-gpt2');
 
 /** A model folder holding only some of the fixture's files. */
 function folderWith(files: string[], edit: (dir: string) => void = () => {}): string {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { reexecWithAllocator } from './allocator';
 import { runDoctor } from './doctor';
 import { EVAL_USAGE, EXPORT_USAGE, PRECOMPUTE_USAGE, REPORT_USAGE, runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { DEMO_USAGE, runDemo } from './demo';
@@ -47,8 +48,13 @@ export async function main(argv: string[]): Promise<number> {
   return command(rest);
 }
 
+// Training commands run under a retaining allocator when the system has one (see allocator.ts).
+const HEAVY = new Set(['train', 'demo', 'eval', 'precompute-ref', 'export']);
+
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
+  const args = process.argv.slice(2);
+  const rerun = HEAVY.has(args[0] ?? '') ? reexecWithAllocator(process.argv.slice(1)) : null;
+  (rerun ?? main(args)).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
       process.stderr.write(`torch-dpo: ${describeFailure(err)}\n`);
