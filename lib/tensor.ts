@@ -4,7 +4,7 @@ import { defaultDtypeOf, inferShape, isBinary, toHostArray, type TensorData } fr
 import { native, type DType, type HostArray, type NativeTensor, type OpAttrs } from './native/binding';
 
 /** Native failures (rejected promises carry code ERR_TORCH) become NativeError with the op named. */
-async function settle<T>(what: string, pending: Promise<T>): Promise<T> {
+export async function settle<T>(what: string, pending: Promise<T>): Promise<T> {
   try {
     return await pending;
   } catch (err) {

@@ -1,7 +1,7 @@
-import { DisposedError, NativeError } from '../errors';
+import { DisposedError } from '../errors';
 import { isGradEnabled } from '../grad-mode';
 import { native, type DType, type NativeModule, type NativeModuleValue } from '../native/binding';
-import { Tensor } from '../tensor';
+import { settle, Tensor } from '../tensor';
 
 export type ModuleValue = Tensor | number | boolean | string | null | ModuleValue[] | { [key: string]: ModuleValue };
 export type ModuleInput = Tensor | number | boolean | null;
@@ -20,15 +20,6 @@ function wrapValue(value: NativeModuleValue): ModuleValue {
     return new Tensor(value as never);
   }
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapValue(v)]));
-}
-
-async function settle<T>(what: string, pending: Promise<T>): Promise<T> {
-  try {
-    return await pending;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_TORCH') throw new NativeError(`${what}: ${(err as Error).message}`, { cause: err });
-    throw err;
-  }
 }
 
 const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
