@@ -26,3 +26,4 @@ export { DPOTrainer, TrainingDivergedError, type LogRecord } from './train/train
 export { trainerConfigSchema, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './train/config';
 export { AdamW, type AdamWOptions } from './train/adamw';
 export { scheduleFactor, warmupSteps, type SchedulerType } from './train/schedulers';
+export { ProcessGroup, distributedEnv, type DistributedEnv } from './distributed/process-group';

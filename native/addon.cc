@@ -5,6 +5,7 @@
 #include "fused_ops.h"
 #include "host_data.h"
 #include "ops.h"
+#include "process_group.h"
 #include "runtime.h"
 #include "script_module.h"
 #include "tensor_handle.h"
@@ -21,6 +22,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModule", moduleClass);
   exports.Set("loadModule", Napi::Function::New<ModuleHandle::Load>(env, "loadModule"));
   exports.Set("createModule", Napi::Function::New<ModuleHandle::Create>(env, "createModule"));
+  Napi::Function groupClass = DefineProcessGroupClass(env);
+  AddonState::Of(env).processGroupConstructor = Napi::Persistent(groupClass);
+  exports.Set("NativeProcessGroup", groupClass);
+  exports.Set("createProcessGroup", Napi::Function::New<CreateProcessGroup>(env, "createProcessGroup"));
   exports.Set("fromData", Napi::Function::New<TensorFromHostData>(env, "fromData"));
   exports.Set("op", Napi::Function::New<RunOp>(env, "op"));
   exports.Set("listOps", Napi::Function::New<ListOps>(env, "listOps"));

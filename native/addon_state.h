@@ -26,6 +26,7 @@ class AddonState {
 
   Napi::FunctionReference tensorConstructor;
   Napi::FunctionReference moduleConstructor;
+  Napi::FunctionReference processGroupConstructor;
 
  private:
   std::map<std::string, std::unique_ptr<DeviceWorker>> workers_;

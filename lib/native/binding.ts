@@ -66,6 +66,17 @@ export interface NativeModule {
   define(source: string): Promise<void>;
 }
 
+/** A c10d process group (Gloo on CPU). Collectives run on the CPU worker and change tensors in place. */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly size: number;
+  dispose(): void;
+  allReduce(tensors: NativeTensor[], op: 'sum' | 'avg' | 'max' | 'min'): Promise<void>;
+  broadcast(tensors: NativeTensor[], root: number): Promise<void>;
+  allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
+  barrier(): Promise<void>;
+}
+
 export type OpAttrValue = number | bigint | boolean | string | number[];
 export type OpAttrs = Record<string, OpAttrValue | undefined>;
 
@@ -89,6 +100,9 @@ export interface NativeAddon {
   loadModule(path: string, device?: string): Promise<NativeModule>;
   /** An empty module (with a `training` attribute) to assemble from parameters, submodules and source. */
   createModule(name: string): NativeModule;
+  NativeProcessGroup: abstract new (...args: never[]) => NativeProcessGroup;
+  /** TCPStore rendezvous (rank 0 hosts it) + ProcessGroupGloo; resolves when every rank has joined. */
+  createProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<NativeProcessGroup>;
   /** Copies host data into a new CPU tensor (synchronous: a memcpy, no ATen compute). */
   fromData(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, requiresGrad?: boolean): NativeTensor;
   op(name: string, inputs: NativeTensor[], attrs: OpAttrs | undefined, gradEnabled: boolean): Promise<NativeTensor>;

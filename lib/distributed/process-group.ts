@@ -1,0 +1,79 @@
+import { ConfigError, DisposedError } from '../errors';
+import { native, type NativeProcessGroup } from '../native/binding';
+import { settle, Tensor } from '../tensor';
+
+/** Where this process sits in a torchrun-style launch. */
+export interface DistributedEnv {
+  rank: number;
+  localRank: number;
+  worldSize: number;
+  localWorldSize: number;
+  masterAddr: string;
+  masterPort: number;
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback?: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError(`${name} is not set: launch with \`torch-dpo launch\` or torchrun, or set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT`);
+  }
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new ConfigError(`${name}=${raw} is not a non-negative integer`);
+  return value;
+}
+
+/** Reads torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), checked before any collective. */
+export function distributedEnv(env: NodeJS.ProcessEnv = process.env): DistributedEnv {
+  const worldSize = integer(env, 'WORLD_SIZE');
+  const rank = integer(env, 'RANK');
+  if (worldSize < 1) throw new ConfigError('WORLD_SIZE must be at least 1');
+  if (rank >= worldSize) throw new ConfigError(`RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
+  const masterPort = integer(env, 'MASTER_PORT');
+  if (masterPort < 1 || masterPort > 65535) throw new ConfigError(`MASTER_PORT=${masterPort} is not a port (1..65535)`);
+  const masterAddr = env.MASTER_ADDR;
+  if (!masterAddr) throw new ConfigError('MASTER_ADDR is not set (the address of rank 0)');
+  return { rank, worldSize, masterAddr, masterPort, localRank: integer(env, 'LOCAL_RANK', rank), localWorldSize: integer(env, 'LOCAL_WORLD_SIZE', worldSize) };
+}
+
+/** A c10d process group over PyTorch's own Gloo backend and TCPStore rendezvous. */
+export class ProcessGroup {
+  #handle: NativeProcessGroup | null;
+
+  private constructor(handle: NativeProcessGroup) {
+    this.#handle = handle;
+  }
+
+  /** Joins the group; rank 0 hosts the store. Fails after timeoutMs if a rank never arrives. */
+  static async init(where: DistributedEnv, options: { timeoutMs?: number } = {}): Promise<ProcessGroup> {
+    const handle = await settle('process group rendezvous', native().createProcessGroup({
+      rank: where.rank, worldSize: where.worldSize, masterAddr: where.masterAddr, masterPort: where.masterPort, timeoutMs: options.timeoutMs ?? 300000,
+    }));
+    return new ProcessGroup(handle);
+  }
+
+  private get handle(): NativeProcessGroup {
+    if (!this.#handle) throw new DisposedError('ProcessGroup');
+    return this.#handle;
+  }
+
+  get rank(): number { return this.handle.rank; }
+  get size(): number { return this.handle.size; }
+
+  allReduce(tensors: Tensor[], op: 'sum' | 'avg' | 'max' | 'min' = 'sum'): Promise<void> {
+    return settle('allReduce', this.handle.allReduce(tensors.map((t) => t.handle), op));
+  }
+  broadcast(tensors: Tensor[], root = 0): Promise<void> {
+    return settle('broadcast', this.handle.broadcast(tensors.map((t) => t.handle), root));
+  }
+  async allGather(tensor: Tensor): Promise<Tensor[]> {
+    return (await settle('allGather', this.handle.allGather(tensor.handle))).map((h) => new Tensor(h));
+  }
+  barrier(): Promise<void> {
+    return settle('barrier', this.handle.barrier());
+  }
+  dispose(): void {
+    this.#handle?.dispose();
+    this.#handle = null;
+  }
+}

@@ -1,0 +1,79 @@
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { ConfigError, NativeError, ProcessGroup, distributedEnv } from '../lib';
+
+const DIST = join(__dirname, '..', 'dist', 'index.js'); // scripts/setup.sh builds dist/
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const RANK_SCRIPT = `
+const t = require(process.env.TORCH_DPO_DIST);
+(async () => {
+  const where = t.distributedEnv();
+  const group = await t.ProcessGroup.init(where, { timeoutMs: 30000 });
+  const x = t.Tensor.from([where.rank + 1, 10 * (where.rank + 1)]);
+  await group.allReduce([x], 'avg');
+  const b = t.Tensor.from([where.rank === 0 ? 42 : -1]);
+  await group.broadcast([b], 0);
+  const parts = await group.allGather(t.Tensor.from([where.rank * 7]));
+  await group.barrier();
+  process.stdout.write(JSON.stringify({ rank: group.rank, size: group.size, avg: await x.toArray(), b: await b.toArray(), parts: await Promise.all(parts.map((p) => p.item())) }));
+  group.dispose();
+})().catch((e) => { process.stderr.write(e.message); process.exit(1); });
+`;
+
+function runRank(rank: number, port: number): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', RANK_SCRIPT], {
+      env: { ...process.env, TORCH_DPO_DIST: DIST, RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
+
+describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
+  it('all-reduces, broadcasts, all-gathers and meets at a barrier', async () => {
+    const port = await freePort();
+    const results = await Promise.all([runRank(0, port), runRank(1, port)]);
+    for (const r of results) expect(r.code).toBe(0);
+    const [a, b] = results.map((r) => JSON.parse(r.out));
+    for (const r of [a, b]) {
+      expect(r.size).toBe(2);
+      expect(r.avg).toEqual([1.5, 15]);
+      expect(r.b).toEqual([42]);
+      expect(r.parts).toEqual([0, 7]);
+    }
+    expect([a.rank, b.rank]).toEqual([0, 1]);
+  });
+
+  it('rejects a bad environment before any collective', () => {
+    const base = { RANK: '0', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29500' };
+    expect(distributedEnv(base)).toMatchObject({ rank: 0, worldSize: 2, localRank: 0, localWorldSize: 2, masterPort: 29500 });
+    expect(() => distributedEnv({ ...base, MASTER_PORT: undefined })).toThrow(/MASTER_PORT is not set/);
+    expect(() => distributedEnv({ ...base, RANK: '2' })).toThrow(/RANK=2 is not below WORLD_SIZE=2/);
+    expect(() => distributedEnv({ ...base, WORLD_SIZE: 'two' })).toThrow(ConfigError);
+    expect(() => distributedEnv({ ...base, MASTER_ADDR: '' })).toThrow(/MASTER_ADDR is not set/);
+    expect(() => distributedEnv({ ...base, MASTER_PORT: '70000' })).toThrow(/not a port/);
+  });
+
+  it('gives up with an error, not a hang, when a rank never arrives', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    await expect(ProcessGroup.init({ rank: 0, worldSize: 2, localRank: 0, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: port }, { timeoutMs: 1500 }))
+      .rejects.toThrow(NativeError);
+    expect(Date.now() - started).toBeLessThan(15000);
+  });
+});
