@@ -3,6 +3,7 @@ import { reexecWithAllocator } from './allocator';
 import { runDoctor } from './doctor';
 import { EVAL_USAGE, EXPORT_USAGE, PRECOMPUTE_USAGE, REPORT_USAGE, runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { DEMO_USAGE, runDemo } from './demo';
+import { LAUNCH_USAGE, runLaunch } from './launch';
 import { describeFailure, runTrain, TRAIN_USAGE } from './train';
 
 const USAGE = `usage: torch-dpo <command> [options]
@@ -14,6 +15,7 @@ commands:
   precompute-ref    compute and cache reference log-probs (--config F)
   export            a checkpoint as HF safetensors + TorchScript (--config F --checkpoint DIR --out DIR)
   report DIR        write DIR/report.html from DIR/metrics.jsonl
+  launch            run N worker processes with torchrun's environment (--nproc-per-node N -- train …)
   doctor [--json]   libtorch, CUDA, threads, BLAS and addon facts of this machine
   help              this text
 `;
@@ -27,6 +29,7 @@ const COMMANDS: Record<string, Command> = {
   'precompute-ref': runPrecomputeRef,
   export: runExport,
   report: runReport,
+  launch: (args) => runLaunch(args, __filename),
   help: () => {
     process.stdout.write(USAGE);
     return 0;
@@ -40,8 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`torch-dpo: unknown command '${name}'\n${USAGE}`);
     return 2;
   }
-  if (rest.includes('--help') && name !== 'help') {
-    const usages: Record<string, string> = { train: TRAIN_USAGE, demo: DEMO_USAGE, eval: EVAL_USAGE, 'precompute-ref': PRECOMPUTE_USAGE, export: EXPORT_USAGE, report: REPORT_USAGE };
+  if (rest.includes('--help') && name !== 'help' && !(name === 'launch' && rest.indexOf('--') >= 0 && rest.indexOf('--') < rest.indexOf('--help'))) {
+    const usages: Record<string, string> = { launch: LAUNCH_USAGE, train: TRAIN_USAGE, demo: DEMO_USAGE, eval: EVAL_USAGE, 'precompute-ref': PRECOMPUTE_USAGE, export: EXPORT_USAGE, report: REPORT_USAGE };
     process.stdout.write(usages[name] ?? USAGE);
     return 0;
   }

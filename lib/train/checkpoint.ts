@@ -11,6 +11,8 @@ export interface TrainerState {
   step: number;
   optimizerSteps: number;
   tokensSeen: number;
+  /** Data-parallel ranks the run had; resume needs the same. */
+  worldSize?: number;
   history: Record<string, number>[];
   rng: string[];
   config: Record<string, unknown>;

@@ -49,6 +49,8 @@ export const trainerConfigSchema = z
     save_total_limit: z.number().int().positive().optional(),
     /** A checkpoint folder, or true for the newest one in output_dir. */
     resume_from_checkpoint: z.union([z.string(), z.boolean()]).optional(),
+    /** Seconds a collective may wait for the other ranks before the run fails (HF's ddp_timeout). */
+    ddp_timeout: z.number().int().positive().default(1800),
     /** Stop after this many non-finite steps in a row. */
     max_nonfinite_steps: z.number().int().positive().default(3),
     seed: z.number().int().min(0).default(42),

@@ -14,8 +14,11 @@ import { manualSeed } from '../runtime';
 import { AdamW } from './adamw';
 import { listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
-import { microStep, pairLoss } from './dpo-step';
+import { microStep, pairLoss, type MicroStepResult } from './dpo-step';
 import { noGrad } from '../grad-mode';
+import { allReduceBucketed, broadcastBucketed } from '../distributed/buckets';
+import { distributedEnv, ProcessGroup } from '../distributed/process-group';
+import { Tensor } from '../tensor';
 import { writeHtmlReport } from '../report/html-report';
 import { TensorBoardWriter } from '../report/tensorboard';
 import { precomputeReferenceLogps, syncReference, type ReferenceLogps } from './reference';
@@ -63,6 +66,15 @@ export class DPOTrainer extends EventEmitter {
   history: LogRecord[] = [];
   private tokensSeen = 0;
   private tensorboard: TensorBoardWriter | null = null;
+  /** Data parallel: the process group when WORLD_SIZE > 1 (torchrun's environment). */
+  group: ProcessGroup | null = null;
+  rank = 0;
+  worldSize = 1;
+
+  /** Rank 0 writes logs, checkpoints, reports and exports; the others compute. */
+  get isMain(): boolean {
+    return this.rank === 0;
+  }
 
   constructor(input: TrainerConfigInput) {
     super();
@@ -76,12 +88,20 @@ export class DPOTrainer extends EventEmitter {
   async setup(): Promise<void> {
     const c = this.config;
     manualSeed(c.seed);
+    if (Number(process.env.WORLD_SIZE ?? '1') > 1) {
+      const where = distributedEnv();
+      this.group = await ProcessGroup.init(where, { timeoutMs: c.ddp_timeout * 1000 });
+      this.rank = where.rank;
+      this.worldSize = where.worldSize;
+    }
     if (c.model_name_or_path) {
       this.policy = await loadModel(c.model_name_or_path, { device: c.device, dtype: c.dtype });
     } else {
       this.policy = await createModel(c.model!.architecture, c.model!.config);
       if (c.device !== 'cpu' || c.dtype) await this.policy.to({ device: c.device, dtype: c.dtype });
     }
+    // Every rank starts from rank 0's weights.
+    if (this.group) await broadcastBucketed(this.group, (await this.policy.namedParameters()).map((p) => p.tensor), 0);
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await this.policy.train(!c.disable_dropout);
     this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
@@ -109,13 +129,13 @@ export class DPOTrainer extends EventEmitter {
       this.reference = null;
     }
     this.sampler = new BatchSampler(pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
-      batchSize: c.per_device_train_batch_size, seed: c.seed, groupByLength: c.group_by_length,
+      batchSize: c.per_device_train_batch_size, seed: c.seed, groupByLength: c.group_by_length, rank: this.rank, worldSize: this.worldSize,
     });
     this.optimizer = new AdamW(await this.policy.namedParameters(), {
       lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2], eps: c.adam_epsilon, weightDecay: c.weight_decay,
     });
     mkdirSync(c.output_dir, { recursive: true });
-    if (c.report_to.includes('tensorboard')) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
+    if (c.report_to.includes('tensorboard') && this.isMain) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
     if (c.resume_from_checkpoint) {
       const path = c.resume_from_checkpoint === true ? listCheckpoints(c.output_dir).at(-1)?.path : c.resume_from_checkpoint;
       if (!path) throw new TorchDpoError(`resume_from_checkpoint: no checkpoint in ${c.output_dir}`, 'ERR_CONFIG');
@@ -128,13 +148,16 @@ export class DPOTrainer extends EventEmitter {
     return writeCheckpoint(this.config.output_dir, this.step, {
       exportWeights: (dir) => this.policy.exportSafetensors(dir),
       optimizer: this.optimizer.stateTensors(),
-      state: { step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, history: this.history, config: this.config as Record<string, unknown> },
+      state: { step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, worldSize: this.worldSize, history: this.history, config: this.config as Record<string, unknown> },
     }, this.config.save_total_limit);
   }
 
   /** Continues from a checkpoint: policy weights, optimizer moments, step, RNG and metrics. */
   async resume(path: string): Promise<void> {
     const { state, optimizer } = readCheckpoint(path);
+    if ((state.worldSize ?? 1) !== this.worldSize) {
+      throw new TorchDpoError(`${path} was written by ${state.worldSize ?? 1} rank(s); resume it with the same world size (now ${this.worldSize})`, 'ERR_CONFIG');
+    }
     await this.policy.loadSafetensors(join(path, 'model.safetensors'));
     await this.optimizer.loadState(optimizer, state.optimizerSteps);
     for (const t of optimizer.values()) t.dispose();
@@ -185,9 +208,10 @@ export class DPOTrainer extends EventEmitter {
     let window: LogRecord[] = [];
     let nonFinite = 0;
     while (this.step < totalSteps) {
-      if (options.signal?.aborted) {
-        // Stop between optimizer steps and keep what was learned.
-        this.emit('checkpoint', await this.saveCheckpoint());
+      if (await this.anyRank(options.signal?.aborted ?? false)) {
+        // Stop between optimizer steps (all ranks agree on which) and keep what was learned.
+        if (this.isMain) this.emit('checkpoint', await this.saveCheckpoint());
+        await this.group?.barrier();
         return { steps: this.step, history: this.history, stopped: 'aborted' };
       }
       const epoch = Math.floor(this.step / stepsPerEpoch);
@@ -196,7 +220,7 @@ export class DPOTrainer extends EventEmitter {
       const micro = batches.slice(inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps);
       const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
       const started = process.hrtime.bigint();
-      const results = [];
+      const results: MicroStepResult[] = [];
       const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
       let batch = collateAt(0);
       for (let k = 0; k < micro.length; k += 1) {
@@ -215,8 +239,13 @@ export class DPOTrainer extends EventEmitter {
         }
         if (next) batch = next;
       }
+      if (this.group) {
+        // Average gradients over ranks in ~25 MB buckets: every rank then takes the same step.
+        const grads = (await Promise.all(this.optimizer.params.map((p) => p.tensor.grad()))).filter((g): g is Tensor => g !== null);
+        await allReduceBucketed(this.group, grads, 'avg');
+      }
       const gradNorm = await this.optimizer.clipGradNorm(c.max_grad_norm ?? undefined);
-      const lossValue = results.reduce((s, r) => s + r.loss * r.pairs, 0) / pairsInStep;
+      const lossValue = await this.meanOverRanks(results.reduce((s, r) => s + r.loss * r.pairs, 0) / pairsInStep);
       if (!Number.isFinite(gradNorm) || !Number.isFinite(lossValue)) {
         // A non-finite loss or gradient: skip the update, count it, stop when it keeps happening.
         await this.optimizer.zeroGrad();
@@ -240,11 +269,15 @@ export class DPOTrainer extends EventEmitter {
         step: this.step, epoch: this.step / stepsPerEpoch, learning_rate: this.optimizer.lr, grad_norm: gradNorm, loss: lossValue,
         num_tokens: this.tokensSeen, tokens_per_second: tokens / seconds, step_seconds: seconds,
       };
-      // Per-pair metrics of the micro-batches, weighted by their pairs.
-      for (const key of Object.keys(results[0].metrics)) record[key] = results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0) / pairsInStep;
+      // Per-pair metrics of the micro-batches, weighted by their pairs, then averaged over ranks.
+      const keys = Object.keys(results[0].metrics);
+      const local = keys.map((key) => results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0) / pairsInStep);
+      const reduced = await this.meanOverRanks(local);
+      keys.forEach((key, i) => (record[key] = reduced[i]));
+      record.tokens_per_second *= this.worldSize;
       this.emit('step', { step: this.step, loss: lossValue });
       window.push(record);
-      if (this.step % c.logging_steps === 0 || this.step === totalSteps) {
+      if ((this.step % c.logging_steps === 0 || this.step === totalSteps) && this.isMain) {
         const averaged = averageRecords(window);
         window = [];
         this.history.push(averaged);
@@ -254,15 +287,18 @@ export class DPOTrainer extends EventEmitter {
       }
       if (c.eval_steps && this.evalPairs.length > 0 && (this.step % c.eval_steps === 0 || this.step === totalSteps)) {
         const metrics = { step: this.step, ...(await this.evaluate()) };
-        appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(metrics)}\n`);
+        if (this.isMain) appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(metrics)}\n`);
         this.tensorboard?.scalars(this.step, Object.fromEntries(Object.entries(metrics).filter(([k]) => k !== 'step').map(([k, v]) => [`eval/${k.slice(5)}`, v])));
-        this.emit('eval', metrics);
+        if (this.isMain) this.emit('eval', metrics);
       }
-      if (this.step % c.save_steps === 0) this.emit('checkpoint', await this.saveCheckpoint());
+      if (this.step % c.save_steps === 0 && this.isMain) this.emit('checkpoint', await this.saveCheckpoint());
     }
-    if (this.step % c.save_steps !== 0) this.emit('checkpoint', await this.saveCheckpoint());
-    if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
-    if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir));
+    if (this.isMain) {
+      if (this.step % c.save_steps !== 0) this.emit('checkpoint', await this.saveCheckpoint());
+      if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
+      if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir));
+    }
+    await this.group?.barrier();
     return { steps: this.step, history: this.history, stopped: 'done' };
   }
 
@@ -277,9 +313,27 @@ export class DPOTrainer extends EventEmitter {
     return dir;
   }
 
+  /** True when any rank asks to stop (so that all ranks stop at the same step). */
+  private async anyRank(flag: boolean): Promise<boolean> {
+    if (!this.group) return flag;
+    const t = Tensor.from([flag ? 1 : 0], { dtype: 'float32' });
+    await this.group.allReduce([t], 'max');
+    return ((await t.item()) as number) > 0;
+  }
+
+  /** The mean over ranks of numbers every rank computed for its own shard. */
+  private async meanOverRanks<T extends number | number[]>(value: T): Promise<T> {
+    if (!this.group) return value;
+    const t = Tensor.from(Array.isArray(value) ? value : [value], { dtype: 'float64' });
+    await this.group.allReduce([t], 'avg');
+    const out = (await t.toArray()) as number[];
+    return (Array.isArray(value) ? out : out[0]) as T;
+  }
+
   dispose(): void {
     this.policy?.dispose();
     this.reference?.dispose();
+    this.group?.dispose();
   }
 }
 

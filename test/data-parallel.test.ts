@@ -1,0 +1,65 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js'); // scripts/setup.sh builds dist/
+const MODEL = join(__dirname, 'fixtures', 'tiny-gpt2');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function project(): { dir: string; config: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-ddp-'));
+  const rows = Array.from({ length: 96 }, (_, i) => ({ prompt: `w${10 + (i % 20)} w${11 + (i % 7)}`, chosen: ` w3 w${4 + (i % 3)}`, rejected: ` w5 w${7 + (i % 4)}` }));
+  writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [`model_name_or_path: ${MODEL}`, `train_dataset: ${join(dir, 'train.jsonl')}`, 'max_steps: 10', 'logging_steps: 1',
+    'learning_rate: 0.002', 'dtype: float64', 'cache_dir: false', 'save_steps: 5', 'report_to: []'].join('\n'));
+  return { dir, config };
+}
+
+const losses = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r).map((r) => r.loss as number);
+
+describe('data-parallel DPO (launch, 2 ranks, Gloo)', () => {
+  it('2 ranks × 4 pairs follow 1 process × 8 pairs over 10 steps', async () => {
+    const { dir, config } = project();
+    const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=8'], { encoding: 'utf8' });
+    expect(single.status).toBe(0);
+    const port = await freePort();
+    const launched = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--',
+      'train', '--config', config, '--set', `output_dir=${join(dir, 'two')}`, '--set', 'per_device_train_batch_size=4'], { encoding: 'utf8' });
+    expect(launched.status).toBe(0);
+    expect(launched.stdout).toMatch(/\[rank 0\] done after 10 steps/);
+    expect(launched.stdout).not.toMatch(/\[rank 1\] step/); // only rank 0 logs
+    const a = losses(join(dir, 'one', 'metrics.jsonl'));
+    const b = losses(join(dir, 'two', 'metrics.jsonl'));
+    expect(b).toHaveLength(10);
+    a.forEach((x, i) => expect(Math.abs(b[i] - x) / Math.max(1e-12, Math.abs(x))).toBeLessThanOrEqual(1e-5));
+  });
+
+  it('stops every worker and exits non-zero when one fails', () => {
+    const started = Date.now();
+    const script = "if (process.env.RANK === '1') { setTimeout(() => process.exit(3), 300); } else { console.log('pid ' + process.pid); setInterval(() => {}, 1000); }";
+    const run = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--', process.execPath, '-e', script], { encoding: 'utf8' });
+    expect(run.status).toBe(3);
+    expect(run.stderr).toMatch(/rank 1 exited with 3; stopping the other workers/);
+    expect(Date.now() - started).toBeLessThan(15000);
+    const pid = Number(/\[rank 0\] pid (\d+)/.exec(run.stdout)![1]);
+    expect(() => process.kill(pid, 0)).toThrow(); // no orphan left behind
+  });
+
+  it('rejects bad launch arguments', () => {
+    const run = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--node-rank', '1', '--', 'train'], { encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/--node-rank 1 is not below --nnodes 1/);
+  });
+});
