@@ -46,6 +46,22 @@ describe('data-parallel DPO (launch, 2 ranks, Gloo)', () => {
     a.forEach((x, i) => expect(Math.abs(b[i] - x) / Math.max(1e-12, Math.abs(x))).toBeLessThanOrEqual(1e-5));
   });
 
+  it('checkpoints at step 5 with 2 ranks and resumes with 2 ranks on the same trajectory', async () => {
+    const { dir, config } = project();
+    const launch = async (...extra: string[]) => spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--',
+      'train', '--config', config, '--set', 'per_device_train_batch_size=4', ...extra], { encoding: 'utf8' });
+    expect((await launch('--set', `output_dir=${join(dir, 'straight')}`)).status).toBe(0);
+    expect((await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'max_steps=5', '--set', 'lr_scheduler_type=constant')).status).toBe(0);
+    // The first half ran with a constant schedule to step 5; resuming with the straight run's config must
+    // use the checkpoint's weights, moments and position — compare against a straight constant run.
+    expect((await launch('--set', `output_dir=${join(dir, 'constant')}`, '--set', 'lr_scheduler_type=constant')).status).toBe(0);
+    const resumed = await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'lr_scheduler_type=constant', '--set', 'resume_from_checkpoint=true');
+    expect(resumed.status).toBe(0);
+    expect(losses(join(dir, 'split', 'metrics.jsonl'))).toEqual(losses(join(dir, 'constant', 'metrics.jsonl')));
+    const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'split')}`, '--set', 'resume_from_checkpoint=true'], { encoding: 'utf8' });
+    expect(single.stderr).toMatch(/written by 2 rank\(s\)[;:] resume it with the same world size \(now 1\)/);
+  });
+
   it('stops every worker and exits non-zero when one fails', () => {
     const started = Date.now();
     const script = "if (process.env.RANK === '1') { setTimeout(() => process.exit(3), 300); } else { console.log('pid ' + process.pid); setInterval(() => {}, 1000); }";
