@@ -2,12 +2,18 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <thread>
 
 namespace torch_dpo {
 
 namespace {
+// TORCH_DPO_NUM_THREADS wins (one per rank when several ranks share a machine); else the core count.
 int DefaultThreads() {
+  if (const char* env = std::getenv("TORCH_DPO_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n >= 1 && n <= 4096) return n;
+  }
   unsigned cores = std::thread::hardware_concurrency();
   return cores > 0 ? static_cast<int>(cores) : 1;
 }
