@@ -245,7 +245,11 @@ export class DPOTrainer extends EventEmitter {
         await allReduceBucketed(this.group, grads, 'avg');
       }
       const gradNorm = await this.optimizer.clipGradNorm(c.max_grad_norm ?? undefined);
-      const lossValue = await this.meanOverRanks(results.reduce((s, r) => s + r.loss * r.pairs, 0) / pairsInStep);
+      // Loss and per-pair metrics of the micro-batches (weighted by their pairs), averaged over ranks
+      // in one collective.
+      const keys = Object.keys(results[0].metrics);
+      const local = [results.reduce((s, r) => s + r.loss * r.pairs, 0), ...keys.map((key) => results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0))];
+      const [lossValue, ...reduced] = await this.meanOverRanks(local.map((v) => v / pairsInStep));
       if (!Number.isFinite(gradNorm) || !Number.isFinite(lossValue)) {
         // A non-finite loss or gradient: skip the update, count it, stop when it keeps happening.
         await this.optimizer.zeroGrad();
@@ -269,10 +273,6 @@ export class DPOTrainer extends EventEmitter {
         step: this.step, epoch: this.step / stepsPerEpoch, learning_rate: this.optimizer.lr, grad_norm: gradNorm, loss: lossValue,
         num_tokens: this.tokensSeen, tokens_per_second: tokens / seconds, step_seconds: seconds,
       };
-      // Per-pair metrics of the micro-batches, weighted by their pairs, then averaged over ranks.
-      const keys = Object.keys(results[0].metrics);
-      const local = keys.map((key) => results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0) / pairsInStep);
-      const reduced = await this.meanOverRanks(local);
       keys.forEach((key, i) => (record[key] = reduced[i]));
       record.tokens_per_second *= this.worldSize;
       this.emit('step', { step: this.step, loss: lossValue });
