@@ -14,7 +14,7 @@ node - <<'JS'
 // Copies the dependency closure of the packages the device needs into .gpu-bundle/node_modules.
 const fs = require('node:fs');
 const path = require('node:path');
-const wanted = ['node-addon-api', 'node-api-headers', 'node-gyp-build', 'expect'];
+const wanted = ['node-addon-api', 'node-api-headers', 'node-gyp-build', 'expect', ...Object.keys(require('./package.json').dependencies)];
 const seen = new Set();
 // Node's own resolution, by hand: some packages do not export ./package.json.
 function locate(name, from) {
