@@ -4,10 +4,26 @@
 const test = require('node:test');
 const { expect } = require('expect');
 
+// jest's it.each(table)(title, fn) with %j/%s/%p/%i placeholders, on top of node:test.
+function withEach(run) {
+  const wrapped = (...args) => run(...args);
+  wrapped.skip = run.skip;
+  wrapped.only = run.only;
+  wrapped.each = (table) => (title, fn) => {
+    for (const row of table) {
+      const args = Array.isArray(row) ? row : [row];
+      let k = 0;
+      const name = title.replace(/%[jspid]/g, () => JSON.stringify(args[k++]));
+      run(name, () => fn(...args));
+    }
+  };
+  return wrapped;
+}
+
 Object.assign(globalThis, {
   describe: test.describe,
-  it: test.it,
-  test: test.it,
+  it: withEach(test.it),
+  test: withEach(test.it),
   beforeAll: test.before,
   afterAll: test.after,
   beforeEach: test.beforeEach,
