@@ -1,19 +1,9 @@
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ConfigError, NativeError, ProcessGroup, distributedEnv } from '../lib';
+import { freePort } from './support/free-port';
 
 const DIST = join(__dirname, '..', 'dist', 'index.js'); // scripts/setup.sh builds dist/
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const RANK_SCRIPT = `
 const t = require(process.env.TORCH_DPO_DIST);

@@ -5,6 +5,7 @@ import { dpoLoss, type DpoLossInputs, type DpoMetrics } from '../loss/dpo-loss';
 import type { CausalLM } from '../models/causal-lm';
 import { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsResult } from '../ops/sequence-logps';
 import { Tensor } from '../tensor';
+import { stack } from '../tensor-functions';
 
 export interface LogpsRequest {
   tokenLogps: boolean;
@@ -92,11 +93,11 @@ export async function pairLoss(
   const result = await dpoLoss(inputs, loss, { allowNonFinite: true });
 
   // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
-  const sums = async (t: Tensor) => (await halves(t, B)).map(async (h) => ((await (await h.sum()).item()) as number));
-  const [tokC, tokR] = await Promise.all(await sums(await pol.counts.to('float64')));
-  const [meanC, meanR] = await Promise.all(await sums(pol.meanLogitSum!));
-  const [entC, entR] = await Promise.all(await sums(pol.entropySum!));
-  const [hitC] = await Promise.all(await sums(pol.argmaxHits!));
+  // Chosen/rejected sums of each per-sequence metric, read back in one transfer (one device sync).
+  const perSide = [await pol.counts.to(pol.meanLogitSum!.dtype), pol.meanLogitSum!, pol.entropySum!, pol.argmaxHits!];
+  const sums: Tensor[] = [];
+  for (const t of perSide) for (const half of await halves(t, B)) sums.push(await half.sum());
+  const [tokC, tokR, meanC, meanR, entC, entR, hitC] = Array.from((await (await stack(sums)).toTypedArray()) as ArrayLike<number>);
   return {
     result: result.loss,
     pairs: B,
