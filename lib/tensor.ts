@@ -172,6 +172,8 @@ export class Tensor {
 
   // Shape.
   reshape(shape: number[]) { return runOp('reshape', [this], { shape }); }
+  /** Like reshape, but always a view of this tensor's storage (rejects strides that would need a copy). */
+  view(shape: number[]) { return runOp('view', [this], { shape }); }
   transpose(dim0: number, dim1: number) { return runOp('transpose', [this], { dim0, dim1 }); }
   permute(dims: number[]) { return runOp('permute', [this], { dims }); }
   unsqueeze(dim: number) { return runOp('unsqueeze', [this], { dim }); }

@@ -70,6 +70,7 @@ const std::unordered_map<std::string, FusedSpec>& FusedTable() {
       // optimizer steps over whole parameter lists
       {"adamw_step", {0, SIZE_MAX, [](const OpCall& c) { return AdamWStep(c.inputs, c.attrs); }}},
       {"clip_grad_norm", {0, SIZE_MAX, [](const OpCall& c) { return ClipGradNorm(c.inputs, c.attrs); }}},
+      {"sum_of_squares", {0, SIZE_MAX, [](const OpCall& c) { return SumOfSquares(c.inputs, c.attrs); }}},
       {"zero_grads", {0, SIZE_MAX, [](const OpCall& c) { return ZeroGrads(c.inputs, c.attrs); }}},
   };
   return table;

@@ -108,6 +108,8 @@ const std::unordered_map<std::string, OpSpec>& OpTable() {
       {"any", TORCH_DPO_UNARY(any)},
       // shape
       {"reshape", {1, 1, [](const Inputs& in, const OpAttrs& a) { return at::reshape(in[0], a.IntList("shape")); }}},
+      // Always shares storage (an error, never a copy, when the strides do not allow it).
+      {"view", {1, 1, [](const Inputs& in, const OpAttrs& a) { return in[0].view(a.IntList("shape")); }}},
       {"transpose", {1, 1, [](const Inputs& in, const OpAttrs& a) {
          return at::transpose(in[0], a.Int("dim0"), a.Int("dim1"));
        }}},

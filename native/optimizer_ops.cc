@@ -6,8 +6,15 @@
 namespace torch_dpo {
 
 NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& a) {
-  if (inputs.size() % 3 != 0) throw std::invalid_argument("adamw_step: inputs must be parameters, exp_avg and exp_avg_sq lists of one length");
-  const size_t n = inputs.size() / 3;
+  // With explicit_grads the gradients come as a fourth list: a sharded optimizer updates slices
+  // (views) of parameters with slices of the averaged gradient, which autograd never attached.
+  const bool explicitGrads = a.Bool("explicit_grads", false);
+  const size_t lists = explicitGrads ? 4 : 3;
+  if (inputs.size() % lists != 0) {
+    throw std::invalid_argument(explicitGrads ? "adamw_step: inputs must be parameters, exp_avg, exp_avg_sq and gradient lists of one length"
+                                              : "adamw_step: inputs must be parameters, exp_avg and exp_avg_sq lists of one length");
+  }
+  const size_t n = inputs.size() / lists;
   const double lr = a.Double("lr"), beta1 = a.Double("beta1"), beta2 = a.Double("beta2"), eps = a.Double("eps");
   const double weightDecay = a.Double("weight_decay");
   const int64_t step = a.Int("step");
@@ -19,10 +26,11 @@ NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& a) 
   const double bias2Sqrt = std::sqrt(1 - std::pow(beta2, static_cast<double>(step)));
   for (size_t i = 0; i < n; ++i) {
     at::Tensor p = inputs[i];
-    const at::Tensor& grad = p.grad();
+    const at::Tensor grad = explicitGrads ? inputs[3 * n + i] : p.grad();
     if (!grad.defined()) continue;
     at::Tensor m = inputs[n + i], v = inputs[2 * n + i];
     if (!m.sizes().equals(p.sizes()) || !v.sizes().equals(p.sizes())) throw std::invalid_argument("adamw_step: optimizer state does not match parameter " + std::to_string(i));
+    if (!grad.sizes().equals(p.sizes())) throw std::invalid_argument("adamw_step: gradient does not match parameter " + std::to_string(i));
     if (decay[i] != 0 && weightDecay != 0) p.mul_(1 - lr * weightDecay);
     m.mul_(beta1).add_(grad, 1 - beta1);
     v.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
@@ -30,6 +38,13 @@ NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& a) 
     p.addcdiv_(m, denom, -lr / bias1);
   }
   return {};
+}
+
+NamedTensors SumOfSquares(const std::vector<at::Tensor>& inputs, const OpAttrs&) {
+  at::NoGradGuard noGrad;
+  at::Tensor total = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(inputs.empty() ? at::kCPU : inputs[0].device()));
+  for (const auto& t : inputs) total.add_(at::linalg_vector_norm(t, 2, c10::nullopt, false, at::kDouble).square());
+  return {{"sum", total}};
 }
 
 NamedTensors ClipGradNorm(const std::vector<at::Tensor>& inputs, const OpAttrs& a) {

@@ -16,11 +16,16 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 // inputs: n parameters, n exp_avg, n exp_avg_sq. attrs: lr, beta1, beta2, eps, weight_decay,
 // decay (n numbers, 1 = apply weight decay), step (1-based). Parameters without a gradient are skipped.
+// explicit_grads: true takes a fourth list, the gradients, instead of each parameter's .grad.
 NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
 
 // inputs: the parameters. attrs: max_norm. Output "norm": the total L2 norm of all gradients before
 // clipping (0-d, float32/64); gradients are scaled in place when it exceeds max_norm and is finite.
 NamedTensors ClipGradNorm(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
+
+// inputs: any tensors. Output "sum": the sum of their squared elements (0-d float64), for a global
+// gradient norm assembled over ranks.
+NamedTensors SumOfSquares(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
 
 // inputs: the parameters; their gradients are released (set to none).
 NamedTensors ZeroGrads(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);

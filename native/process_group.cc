@@ -1,7 +1,12 @@
 #include "process_group.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/api/include/torch/cuda.h>
+#ifdef TORCH_DPO_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 
@@ -15,11 +20,58 @@ namespace {
 
 constexpr napi_type_tag kGroupTag = {0x4e1f0b7a9c2d3e61ULL, 0x8a5b6c7d0e1f2a3bULL};
 
+enum class Reduce { Sum, Avg, Max, Min };
+
+// Like PyTorch's default "cpu:gloo,cuda:nccl" group: Gloo for CPU tensors (and for CUDA tensors
+// when NCCL is not built), NCCL for CUDA tensors. Both share one TCPStore under separate prefixes.
 struct GroupState {
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#ifdef TORCH_DPO_WITH_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
   int rank;
   int size;
+
+  bool UsesNccl(const c10::Device& device) const {
+#ifdef TORCH_DPO_WITH_NCCL
+    return device.is_cuda() && nccl;
+#else
+    return false;
+#endif
+  }
+
+  // Calls body with the backend for tensors on `device` (the backends share no base class across
+  // libtorch 1.13 and 2.x, so this dispatches on the concrete types).
+  template <typename Body>
+  void On(const c10::Device& device, Body&& body) {
+#ifdef TORCH_DPO_WITH_NCCL
+    if (UsesNccl(device)) return body(*nccl);
+#endif
+    body(*gloo);
+  }
+
+  std::vector<std::string> Backends() const {
+    std::vector<std::string> out{"gloo"};
+#ifdef TORCH_DPO_WITH_NCCL
+    if (nccl) out.push_back("nccl");
+#endif
+    return out;
+  }
 };
+
+c10d::ReduceOp ToC10d(Reduce op) {
+  // Gloo has no AVG: sum, then divide (done by the caller for every backend, so results agree).
+  return op == Reduce::Max ? c10d::ReduceOp::MAX : op == Reduce::Min ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
+}
+
+Reduce ParseReduce(const Napi::CallbackInfo& info, size_t index, const char* what) {
+  std::string op = info.Length() > index && info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "sum";
+  if (op == "sum") return Reduce::Sum;
+  if (op == "avg") return Reduce::Avg;
+  if (op == "max") return Reduce::Max;
+  if (op == "min") return Reduce::Min;
+  throw Napi::TypeError::New(info.Env(), std::string(what) + " op must be sum, avg, max or min");
+}
 
 class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
  public:
@@ -31,6 +83,12 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
 
   Napi::Value Rank(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), Checked(info.Env())->rank); }
   Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), Checked(info.Env())->size); }
+  Napi::Value Backends(const Napi::CallbackInfo& info) {
+    auto names = Checked(info.Env())->Backends();
+    Napi::Array out = Napi::Array::New(info.Env(), names.size());
+    for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), names[i]);
+    return out;
+  }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     state_.reset();
     return info.Env().Undefined();
@@ -39,46 +97,79 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
   // allReduce(tensors, op: 'sum' | 'avg' | 'max' | 'min'): in place on every tensor.
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
     auto tensors = Tensors(info, 0);
-    std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
-    if (op != "sum" && op != "avg" && op != "max" && op != "min") throw Napi::TypeError::New(info.Env(), "allReduce op must be sum, avg, max or min");
-    return Run(info.Env(), [tensors, op](GroupState& g) mutable {
+    Reduce op = ParseReduce(info, 1, "allReduce");
+    return Run(info.Env(), tensors[0].device(), [tensors, op](GroupState& g) mutable {
       c10d::AllreduceOptions options;
-      options.reduceOp = op == "max" ? c10d::ReduceOp::MAX : op == "min" ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
-      g.group->allreduce(tensors, options)->wait();
-      if (op == "avg") for (auto& t : tensors) t.div_(g.size);  // Gloo has no AVG: sum, then divide
+      options.reduceOp = ToC10d(op);
+      g.On(tensors[0].device(), [&](auto& backend) { backend.allreduce(tensors, options)->wait(); });
+      if (op == Reduce::Avg) for (auto& t : tensors) t.div_(g.size);
+      return Completer();
     });
   }
 
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     auto tensors = Tensors(info, 0);
     int root = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
-    return Run(info.Env(), [tensors, root](GroupState& g) mutable {
+    return Run(info.Env(), tensors[0].device(), [tensors, root](GroupState& g) mutable {
       c10d::BroadcastOptions options;
       options.rootRank = root;
-      g.group->broadcast(tensors, options)->wait();
+      g.On(tensors[0].device(), [&](auto& backend) { backend.broadcast(tensors, options)->wait(); });
+      return Completer();
     });
   }
 
   // allGather(tensor) → Promise<Tensor[]> (one per rank).
   Napi::Value AllGather(const Napi::CallbackInfo& info) {
-    at::Tensor input = TensorHandle::FromJs(info[0], "allGather: tensor");
-    std::shared_ptr<GroupState> state = Checked(info.Env());
-    return AddonState::Of(info.Env()).WorkerFor(info.Env(), c10::Device(c10::kCPU)).Submit(info.Env(), [state, input] {
+    at::Tensor input = One(info, "allGather");
+    return Run(info.Env(), input.device(), [input](GroupState& g) {
       std::vector<std::vector<at::Tensor>> outputs(1);
-      for (int r = 0; r < state->size; ++r) outputs[0].push_back(at::empty_like(input));
+      for (int r = 0; r < g.size; ++r) outputs[0].push_back(at::empty_like(input));
       std::vector<at::Tensor> inputs{input};
-      state->group->allgather(outputs, inputs)->wait();
-      auto gathered = outputs[0];
-      return Completer([gathered](Napi::Env env) -> Napi::Value {
-        Napi::Array out = Napi::Array::New(env, gathered.size());
-        for (size_t i = 0; i < gathered.size(); ++i) out.Set(static_cast<uint32_t>(i), TensorHandle::Wrap(env, gathered[i]));
-        return out;
-      });
-    }, false);
+      g.On(input.device(), [&](auto& backend) { backend.allgather(outputs, inputs)->wait(); });
+      return Wrapped(outputs[0]);
+    });
+  }
+
+  // reduceScatter(tensor, op) → Promise<Tensor>: the tensor (numel divisible by the world size) is
+  // reduced over ranks and rank r receives elements [r·n/size, (r+1)·n/size). The input is not changed.
+  Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
+    at::Tensor input = One(info, "reduceScatter");
+    Reduce op = ParseReduce(info, 1, "reduceScatter");
+    int size = Checked(info.Env())->size;
+    if (input.dim() != 1 || input.numel() % size != 0) {
+      throw Napi::RangeError::New(info.Env(), "reduceScatter: the input must be 1-D with a length divisible by the world size (" + std::to_string(size) + ")");
+    }
+    return Run(info.Env(), input.device(), [input, op](GroupState& g) {
+      const int64_t chunk = input.numel() / g.size;
+      at::Tensor output;
+      c10d::ReduceScatterOptions options;
+      options.reduceOp = ToC10d(op);
+#ifdef TORCH_DPO_WITH_NCCL
+      if (g.UsesNccl(input.device())) {
+        output = at::empty({chunk}, input.options());
+        at::Tensor in = input;
+        g.nccl->_reduce_scatter_base(output, in, options)->wait();
+      }
+#endif
+      if (!output.defined()) {
+        // Gloo in libtorch 1.13 implements no reduce_scatter: all-reduce a copy and keep our slice.
+        // Twice the traffic of a true reduce-scatter, identical numbers.
+        std::vector<at::Tensor> scratch{input.clone()};
+        c10d::AllreduceOptions reduce;
+        reduce.reduceOp = options.reduceOp;
+        g.gloo->allreduce(scratch, reduce)->wait();
+        output = scratch[0].narrow(0, g.rank * chunk, chunk).clone();
+      }
+      if (op == Reduce::Avg) output.div_(g.size);
+      return Wrapped({output}, /*single=*/true);
+    });
   }
 
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
-    return Run(info.Env(), [](GroupState& g) { g.group->barrier()->wait(); });
+    return Run(info.Env(), c10::Device(c10::kCPU), [](GroupState& g) {
+      g.gloo->barrier()->wait();
+      return Completer();
+    });
   }
 
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<GroupState> state) {
@@ -91,26 +182,42 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     return state_;
   }
 
+  static Completer Wrapped(std::vector<at::Tensor> tensors, bool single = false) {
+    return [tensors, single](Napi::Env env) -> Napi::Value {
+      if (single) return TensorHandle::Wrap(env, tensors[0]);
+      Napi::Array out = Napi::Array::New(env, tensors.size());
+      for (size_t i = 0; i < tensors.size(); ++i) out.Set(static_cast<uint32_t>(i), TensorHandle::Wrap(env, tensors[i]));
+      return out;
+    };
+  }
+
+  at::Tensor One(const Napi::CallbackInfo& info, const char* what) {
+    at::Tensor t = TensorHandle::FromJs(info[0], (std::string(what) + ": tensor").c_str());
+    if (!t.is_contiguous()) throw Napi::TypeError::New(info.Env(), std::string(what) + ": the tensor must be contiguous");
+    return t;
+  }
+
   std::vector<at::Tensor> Tensors(const Napi::CallbackInfo& info, size_t index) {
     if (info.Length() <= index || !info[index].IsArray()) throw Napi::TypeError::New(info.Env(), "expected an array of tensors");
     Napi::Array array = info[index].As<Napi::Array>();
+    if (array.Length() == 0) throw Napi::TypeError::New(info.Env(), "expected at least one tensor");
     std::vector<at::Tensor> tensors;
     for (uint32_t i = 0; i < array.Length(); ++i) {
       at::Tensor t = TensorHandle::FromJs(array.Get(i), "collective input");
-      if (!t.is_cpu()) throw Napi::TypeError::New(info.Env(), "the Gloo process group takes CPU tensors (NCCL for CUDA is not built yet)");
       if (!t.is_contiguous()) throw Napi::TypeError::New(info.Env(), "collective inputs must be contiguous");
+      if (!tensors.empty() && t.device() != tensors[0].device()) throw Napi::TypeError::New(info.Env(), "collective inputs must be on one device");
       tensors.push_back(t);
     }
     return tensors;
   }
 
+  // Runs a collective on the worker of the tensors' device, never on the JS thread.
   template <typename Body>
-  Napi::Promise Run(Napi::Env env, Body body) {
+  Napi::Promise Run(Napi::Env env, c10::Device device, Body body) {
     std::shared_ptr<GroupState> state = Checked(env);
-    return AddonState::Of(env).WorkerFor(env, c10::Device(c10::kCPU)).Submit(env, [state, body]() mutable {
+    return AddonState::Of(env).WorkerFor(env, device).Submit(env, [state, body]() mutable -> Completer {
       at::NoGradGuard noGrad;
-      body(*state);
-      return Completer();
+      return body(*state);
     }, false);
   }
 
@@ -123,10 +230,12 @@ Napi::Function DefineProcessGroupClass(Napi::Env env) {
   return GroupHandle::DefineClass(env, "NativeProcessGroup", {
       GroupHandle::InstanceAccessor<&GroupHandle::Rank>("rank"),
       GroupHandle::InstanceAccessor<&GroupHandle::Size>("size"),
+      GroupHandle::InstanceAccessor<&GroupHandle::Backends>("backends"),
       GroupHandle::InstanceMethod<&GroupHandle::Dispose>("dispose"),
       GroupHandle::InstanceMethod<&GroupHandle::AllReduce>("allReduce"),
       GroupHandle::InstanceMethod<&GroupHandle::Broadcast>("broadcast"),
       GroupHandle::InstanceMethod<&GroupHandle::AllGather>("allGather"),
+      GroupHandle::InstanceMethod<&GroupHandle::ReduceScatter>("reduceScatter"),
       GroupHandle::InstanceMethod<&GroupHandle::Barrier>("barrier"),
   });
 }
@@ -147,17 +256,29 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
   if (size < 1 || rank < 0 || rank >= size) throw Napi::RangeError::New(env, "createProcessGroup: rank " + std::to_string(rank) + " is not within world size " + std::to_string(size));
   if (port < 1 || port > 65535) throw Napi::RangeError::New(env, "createProcessGroup: masterPort must be 1..65535");
   return AddonState::Of(env).WorkerFor(env, c10::Device(c10::kCPU)).Submit(env, [rank, size, addr, port, timeoutMs] {
+    const auto timeout = std::chrono::milliseconds(timeoutMs);
     c10d::TCPStoreOptions storeOptions;
     storeOptions.port = static_cast<std::uint16_t>(port);
     storeOptions.isServer = rank == 0;
     storeOptions.numWorkers = static_cast<std::size_t>(size);
     storeOptions.waitWorkers = true;
-    storeOptions.timeout = std::chrono::milliseconds(timeoutMs);
-    auto store = c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
-    auto options = c10d::ProcessGroupGloo::Options::create();
-    options->timeout = std::chrono::milliseconds(timeoutMs);
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
-    auto state = std::make_shared<GroupState>(GroupState{c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options), rank, size});
+    storeOptions.timeout = timeout;
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(addr, storeOptions);
+    auto state = std::make_shared<GroupState>();
+    state->rank = rank;
+    state->size = size;
+    auto glooOptions = c10d::ProcessGroupGloo::Options::create();
+    glooOptions->timeout = timeout;
+    glooOptions->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
+    state->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo/", store), rank, size, glooOptions);
+#ifdef TORCH_DPO_WITH_NCCL
+    if (torch::cuda::is_available()) {
+      // Communicators are made lazily by the first collective on CUDA tensors.
+      auto ncclOptions = c10d::ProcessGroupNCCL::Options::create();
+      ncclOptions->timeout = timeout;
+      state->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl/", store), rank, size, ncclOptions);
+    }
+#endif
     return Completer([state](Napi::Env env) -> Napi::Value { return GroupHandle::Wrap(env, state); });
   }, false);
 }

@@ -1,5 +1,6 @@
-// A c10d process group (Gloo over TCP on CPU) with a TCPStore rendezvous, as torchrun sets it up.
-// Collectives run on the CPU device worker, never on the JS thread.
+// A c10d process group with a TCPStore rendezvous, as torchrun sets it up: Gloo for CPU tensors,
+// NCCL for CUDA tensors when libtorch has CUDA and nccl.h was found at build time (TORCH_DPO_WITH_NCCL).
+// Collectives run on the worker of the tensors' device, never on the JS thread.
 #pragma once
 
 #include <napi.h>

@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readSafetensors } from '../lib/models/safetensors';
 import { freePort } from './support/free-port';
 
 const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js'); // scripts/setup.sh builds dist/
@@ -17,17 +18,25 @@ function project(): { dir: string; config: string } {
   return { dir, config };
 }
 
-const losses = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r).map((r) => r.loss as number);
+/** Exit status 0; on failure the assertion shows what the run printed. */
+const succeeded = (run: { status: number | null; stderr: string }) => expect({ status: run.status, stderr: run.status === 0 ? '' : run.stderr }).toEqual({ status: 0, stderr: '' });
+const records = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r);
+const losses = (file: string) => records(file).map((r) => r.loss as number);
+const close = (a: number[], b: number[]) => {
+  expect(b).toHaveLength(a.length);
+  a.forEach((x, i) => expect(Math.abs(b[i] - x) / Math.max(1e-12, Math.abs(x))).toBeLessThanOrEqual(1e-5));
+};
+const numel = (file: string) => [...readSafetensors(file).tensors.values()].reduce((s, e) => s + e.shape.reduce((p, d) => p * d, 1), 0);
 
 describe('data-parallel DPO (launch, 2 ranks, Gloo)', () => {
   it('2 ranks × 4 pairs follow 1 process × 8 pairs over 10 steps', async () => {
     const { dir, config } = project();
     const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=8'], { encoding: 'utf8' });
-    expect(single.status).toBe(0);
+    succeeded(single);
     const port = await freePort();
     const launched = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--',
       'train', '--config', config, '--set', `output_dir=${join(dir, 'two')}`, '--set', 'per_device_train_batch_size=4'], { encoding: 'utf8' });
-    expect(launched.status).toBe(0);
+    succeeded(launched);
     expect(launched.stdout).toMatch(/\[rank 0\] done after 10 steps/);
     expect(launched.stdout).not.toMatch(/\[rank 1\] step/); // only rank 0 logs
     const a = losses(join(dir, 'one', 'metrics.jsonl'));
@@ -40,16 +49,51 @@ describe('data-parallel DPO (launch, 2 ranks, Gloo)', () => {
     const { dir, config } = project();
     const launch = async (...extra: string[]) => spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--',
       'train', '--config', config, '--set', 'per_device_train_batch_size=4', ...extra], { encoding: 'utf8' });
-    expect((await launch('--set', `output_dir=${join(dir, 'straight')}`)).status).toBe(0);
-    expect((await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'max_steps=5', '--set', 'lr_scheduler_type=constant')).status).toBe(0);
+    succeeded(await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'max_steps=5', '--set', 'lr_scheduler_type=constant'));
     // The first half ran with a constant schedule to step 5; resuming with the straight run's config must
     // use the checkpoint's weights, moments and position — compare against a straight constant run.
-    expect((await launch('--set', `output_dir=${join(dir, 'constant')}`, '--set', 'lr_scheduler_type=constant')).status).toBe(0);
+    succeeded(await launch('--set', `output_dir=${join(dir, 'constant')}`, '--set', 'lr_scheduler_type=constant'));
     const resumed = await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'lr_scheduler_type=constant', '--set', 'resume_from_checkpoint=true');
-    expect(resumed.status).toBe(0);
+    succeeded(resumed);
     expect(losses(join(dir, 'split', 'metrics.jsonl'))).toEqual(losses(join(dir, 'constant', 'metrics.jsonl')));
     const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'split')}`, '--set', 'resume_from_checkpoint=true'], { encoding: 'utf8' });
     expect(single.stderr).toMatch(/written by 2 rank\(s\)[;:] resume it with the same world size \(now 1\)/);
+  });
+
+  it('optimizer_sharding (ZeRO-1): same trajectory as 1 × 8, half the optimizer state per rank, resumes exactly', async () => {
+    const { dir, config } = project();
+    // Weight decay and a tight clip exercise the per-slice decay flags and the norm assembled over ranks.
+    const common = ['--set', 'lr_scheduler_type=constant', '--set', 'weight_decay=0.1', '--set', 'max_grad_norm=0.5'];
+    const launch = async (...extra: string[]) => spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--',
+      'train', '--config', config, '--set', 'per_device_train_batch_size=4', '--set', 'optimizer_sharding=true', ...common, ...extra], { encoding: 'utf8' });
+    const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=8', ...common], { encoding: 'utf8' });
+    succeeded(single);
+    // The sharded runs also precompute the reference log-probs, split over the two ranks.
+    const cache = join(dir, 'cache');
+    const sharded = await launch('--set', `output_dir=${join(dir, 'sharded')}`, '--set', 'precompute_ref_log_probs=true', '--set', `cache_dir=${cache}`);
+    succeeded(sharded);
+    const one = records(join(dir, 'one', 'metrics.jsonl'));
+    const two = records(join(dir, 'sharded', 'metrics.jsonl'));
+    close(one.map((r) => r.loss), two.map((r) => r.loss));
+    close(one.map((r) => r.grad_norm), two.map((r) => r.grad_norm));
+    expect(one.some((r) => r.grad_norm > 0.5)).toBe(true); // clipping happened
+    expect(readdirSync(join(cache, 'reference')).filter((f) => f.endsWith('.reflogps'))).toHaveLength(1);
+
+    // Each rank holds its half of the moments (exp_avg + exp_avg_sq) in its own file.
+    const full = numel(join(dir, 'one', 'checkpoint-10', 'optimizer.safetensors'));
+    const shards = [0, 1].map((r) => numel(join(dir, 'sharded', 'checkpoint-10', `optimizer.rank-${r}.safetensors`)));
+    expect(shards[0] + shards[1]).toBe(full);
+    for (const n of shards) expect(n).toBeLessThanOrEqual(Math.ceil(full / 2) + 16);
+    expect(existsSync(join(dir, 'sharded', 'checkpoint-10', 'optimizer.safetensors'))).toBe(false);
+
+    // Stop at step 5, resume (the reference log-probs now come from the cache) → the same trajectory.
+    succeeded(await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'max_steps=5', '--set', 'precompute_ref_log_probs=true', '--set', `cache_dir=${cache}`));
+    const resumed = await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'resume_from_checkpoint=true', '--set', 'precompute_ref_log_probs=true', '--set', `cache_dir=${cache}`);
+    succeeded(resumed);
+    expect(losses(join(dir, 'split', 'metrics.jsonl'))).toEqual(two.map((r) => r.loss));
+    const unsharded = await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'resume_from_checkpoint=true', '--set', 'optimizer_sharding=false');
+    expect(unsharded.status).not.toBe(0);
+    expect(unsharded.stderr).toMatch(/written with optimizer_sharding on[;:] resume it with the same setting/);
   });
 
   it('stops every worker and exits non-zero when one fails', () => {

@@ -15,8 +15,16 @@ const t = require(process.env.TORCH_DPO_DIST);
   const b = t.Tensor.from([where.rank === 0 ? 42 : -1]);
   await group.broadcast([b], 0);
   const parts = await group.allGather(t.Tensor.from([where.rank * 7]));
+  const input = t.Tensor.from([1, 2, 3, 4, 5, 6].map((v) => v * (where.rank + 1)), { dtype: 'float64' });
+  const scattered = await group.reduceScatter(input, 'sum');
+  const scatteredAvg = await group.reduceScatter(input, 'avg');
+  let oddLength = '';
+  try { await group.reduceScatter(t.Tensor.from([1, 2, 3]), 'sum'); } catch (e) { oddLength = e.message; }
   await group.barrier();
-  process.stdout.write(JSON.stringify({ rank: group.rank, size: group.size, avg: await x.toArray(), b: await b.toArray(), parts: await Promise.all(parts.map((p) => p.item())) }));
+  process.stdout.write(JSON.stringify({
+    rank: group.rank, size: group.size, backends: group.backends, avg: await x.toArray(), b: await b.toArray(), parts: await Promise.all(parts.map((p) => p.item())),
+    scattered: await scattered.toArray(), scatteredAvg: await scatteredAvg.toArray(), input: await input.toArray(), oddLength,
+  }));
   group.dispose();
 })().catch((e) => { process.stderr.write(e.message); process.exit(1); });
 `;
@@ -35,7 +43,7 @@ function runRank(rank: number, port: number): Promise<{ code: number | null; out
 }
 
 describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
-  it('all-reduces, broadcasts, all-gathers and meets at a barrier', async () => {
+  it('all-reduces, broadcasts, all-gathers, reduce-scatters and meets at a barrier', async () => {
     const port = await freePort();
     const results = await Promise.all([runRank(0, port), runRank(1, port)]);
     for (const r of results) expect(r.code).toBe(0);
@@ -45,7 +53,14 @@ describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
       expect(r.avg).toEqual([1.5, 15]);
       expect(r.b).toEqual([42]);
       expect(r.parts).toEqual([0, 7]);
+      expect(r.backends).toEqual(['gloo']);
+      expect(r.oddLength).toMatch(/divisible by the world size \(2\)/);
     }
+    // Sum over ranks of [1..6]·(rank+1) = [3, 6, 9, 12, 15, 18]; rank 0 keeps the first half.
+    expect(a.scattered).toEqual([3, 6, 9]);
+    expect(b.scattered).toEqual([12, 15, 18]);
+    expect(a.scatteredAvg).toEqual([1.5, 3, 4.5]);
+    expect(b.input).toEqual([2, 4, 6, 8, 10, 12]); // the input is left as it was
     expect([a.rank, b.rank]).toEqual([0, 1]);
   });
 

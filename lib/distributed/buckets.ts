@@ -6,24 +6,26 @@ import type { ProcessGroup } from './process-group';
 const BUCKET_BYTES = 25 * 1024 * 1024;
 const ITEM_BYTES: Record<string, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int32: 4, int64: 8, uint8: 1, bool: 1 };
 
-/** Groups tensors of one dtype into ~25 MB buckets, in order (as DDP's reducer does). */
-function buckets(tensors: Tensor[]): Tensor[][] {
-  const out: Tensor[][] = [];
-  let current: Tensor[] = [];
+/** Groups tensors of one dtype into ~25 MB buckets, in order (as DDP's reducer does): their indices. */
+export function bucketIndices(tensors: { numel: number; dtype: string }[]): number[][] {
+  const out: number[][] = [];
+  let current: number[] = [];
   let bytes = 0;
-  for (const t of tensors) {
+  tensors.forEach((t, i) => {
     const size = t.numel * ITEM_BYTES[t.dtype];
-    if (current.length > 0 && (bytes + size > BUCKET_BYTES || current[0].dtype !== t.dtype)) {
+    if (current.length > 0 && (bytes + size > BUCKET_BYTES || tensors[current[0]].dtype !== t.dtype)) {
       out.push(current);
       current = [];
       bytes = 0;
     }
-    current.push(t);
+    current.push(i);
     bytes += size;
-  }
+  });
   if (current.length > 0) out.push(current);
   return out;
 }
+
+const buckets = (tensors: Tensor[]): Tensor[][] => bucketIndices(tensors).map((bucket) => bucket.map((i) => tensors[i]));
 
 /** Runs a collective over flattened buckets and copies the results back into the tensors. */
 async function bucketed(tensors: Tensor[], collective: (flat: Tensor) => Promise<void>): Promise<void> {

@@ -36,7 +36,10 @@ export function distributedEnv(env: NodeJS.ProcessEnv = process.env): Distribute
   return { rank, worldSize, masterAddr, masterPort, localRank: integer(env, 'LOCAL_RANK', rank), localWorldSize: integer(env, 'LOCAL_WORLD_SIZE', worldSize) };
 }
 
-/** A c10d process group over PyTorch's own Gloo backend and TCPStore rendezvous. */
+/**
+ * A c10d process group over PyTorch's own backends (Gloo for CPU tensors, NCCL for CUDA tensors when
+ * built with it) and TCPStore rendezvous.
+ */
 export class ProcessGroup {
   #handle: NativeProcessGroup | null;
 
@@ -59,6 +62,7 @@ export class ProcessGroup {
 
   get rank(): number { return this.handle.rank; }
   get size(): number { return this.handle.size; }
+  get backends(): string[] { return this.handle.backends; }
 
   allReduce(tensors: Tensor[], op: 'sum' | 'avg' | 'max' | 'min' = 'sum'): Promise<void> {
     return settle('allReduce', this.handle.allReduce(tensors.map((t) => t.handle), op));
@@ -68,6 +72,13 @@ export class ProcessGroup {
   }
   async allGather(tensor: Tensor): Promise<Tensor[]> {
     return (await settle('allGather', this.handle.allGather(tensor.handle))).map((h) => new Tensor(h));
+  }
+  /**
+   * Reduces a 1-D tensor (length divisible by the world size) over ranks; resolves to this rank's
+   * slice [rank·n/size, (rank+1)·n/size). The input is left unchanged.
+   */
+  async reduceScatter(tensor: Tensor, op: 'sum' | 'avg' | 'max' | 'min' = 'sum'): Promise<Tensor> {
+    return new Tensor(await settle('reduceScatter', this.handle.reduceScatter(tensor.handle, op)));
   }
   barrier(): Promise<void> {
     return settle('barrier', this.handle.barrier());

@@ -66,14 +66,21 @@ export interface NativeModule {
   define(source: string): Promise<void>;
 }
 
-/** A c10d process group (Gloo on CPU). Collectives run on the CPU worker and change tensors in place. */
+/**
+ * A c10d process group: Gloo for CPU tensors, NCCL for CUDA tensors when built with it. Collectives run
+ * on the worker of the tensors' device; allReduce and broadcast change tensors in place.
+ */
 export interface NativeProcessGroup {
   readonly rank: number;
   readonly size: number;
+  /** 'gloo', plus 'nccl' when CUDA tensors go over NCCL. */
+  readonly backends: string[];
   dispose(): void;
   allReduce(tensors: NativeTensor[], op: 'sum' | 'avg' | 'max' | 'min'): Promise<void>;
   broadcast(tensors: NativeTensor[], root: number): Promise<void>;
   allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
+  /** 1-D input whose length divides by the world size; resolves to this rank's reduced slice. */
+  reduceScatter(tensor: NativeTensor, op: 'sum' | 'avg' | 'max' | 'min'): Promise<NativeTensor>;
   barrier(): Promise<void>;
 }
 
@@ -101,7 +108,7 @@ export interface NativeAddon {
   /** An empty module (with a `training` attribute) to assemble from parameters, submodules and source. */
   createModule(name: string): NativeModule;
   NativeProcessGroup: abstract new (...args: never[]) => NativeProcessGroup;
-  /** TCPStore rendezvous (rank 0 hosts it) + ProcessGroupGloo; resolves when every rank has joined. */
+  /** TCPStore rendezvous (rank 0 hosts it) + ProcessGroupGloo (+ ProcessGroupNCCL); resolves when every rank has joined. */
   createProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<NativeProcessGroup>;
   /** Copies host data into a new CPU tensor (synchronous: a memcpy, no ATen compute). */
   fromData(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, requiresGrad?: boolean): NativeTensor;

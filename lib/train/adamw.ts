@@ -15,6 +15,12 @@ export function decays(p: NamedTensor): boolean {
   return p.tensor.shape.length > 1 && !/(^|\.)(bias|ln_\w*|.*norm\w*)\./.test(`${p.name}.`);
 }
 
+/** The adamw_step op's hyper-parameters for one step. */
+export function adamwAttrs(options: AdamWOptions, lr: number, step: number) {
+  const [beta1, beta2] = options.betas ?? [0.9, 0.999];
+  return { lr, beta1, beta2, eps: options.eps ?? 1e-8, weight_decay: options.weightDecay ?? 0, step };
+}
+
 /**
  * AdamW (torch.optim.AdamW's update) over de-duplicated parameters; each step is one native job over
  * all of them. The learning rate is set per step by the scheduler.
@@ -48,9 +54,8 @@ export class AdamW {
   async step(): Promise<void> {
     await this.ensureState();
     this.stepCount += 1;
-    const [beta1, beta2] = this.options.betas ?? [0.9, 0.999];
     await noGrad(() => runFusedOp('adamw_step', [...this.params.map((p) => p.tensor), ...this.expAvg, ...this.expAvgSq], {
-      lr: this.lr, beta1, beta2, eps: this.options.eps ?? 1e-8, weight_decay: this.options.weightDecay ?? 0, decay: this.decay, step: this.stepCount,
+      ...adamwAttrs(this.options, this.lr, this.stepCount), decay: this.decay,
     }));
   }
 

@@ -51,6 +51,11 @@ export const trainerConfigSchema = z
     resume_from_checkpoint: z.union([z.string(), z.boolean()]).optional(),
     /** Seconds a collective may wait for the other ranks before the run fails (HF's ddp_timeout). */
     ddp_timeout: z.number().int().positive().default(1800),
+    /**
+     * ZeRO stage 1 with several ranks: each rank keeps AdamW moments for 1/world size of the parameters
+     * (per-rank optimizer files in checkpoints; on several machines output_dir must be shared storage).
+     */
+    optimizer_sharding: z.boolean().default(false),
     /** Stop after this many non-finite steps in a row. */
     max_nonfinite_steps: z.number().int().positive().default(3),
     seed: z.number().int().min(0).default(42),

@@ -5,6 +5,7 @@ import { collate, disposeBatch } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { noGrad } from '../grad-mode';
 import type { CausalLM } from '../models/causal-lm';
+import type { DataParallel } from './data-parallel';
 import { batchLogps } from './dpo-step';
 
 export interface ReferenceLogps {
@@ -27,26 +28,34 @@ export async function referenceKey(reference: CausalLM, pairs: TokenizedPair[]):
   return hash.digest('hex').slice(0, 32);
 }
 
+function readCached(path: string | null, count: number): Float64Array | null {
+  if (!path || !existsSync(path)) return null;
+  const bytes = readFileSync(path);
+  return bytes.length === count * 16 ? new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)) : null;
+}
+
 /**
  * Reference log-probs of every pair in one pass without gradients, cached on disk (2N float64) so
- * later runs over the same data and reference skip the pass.
+ * later runs over the same data and reference skip the pass. With data parallel, each rank computes
+ * every world-size-th batch and the ranks exchange their results; only rank 0 writes the cache.
  */
 export async function precomputeReferenceLogps(
   reference: CausalLM,
   pairs: TokenizedPair[],
-  options: { padId: number | null; batchSize: number; fusedLinear: boolean; cacheDir: string | null },
+  options: { padId: number | null; batchSize: number; fusedLinear: boolean; cacheDir: string | null; parallel?: DataParallel | null },
 ): Promise<{ logps: ReferenceLogps; cached: boolean; path: string | null }> {
+  const parallel = options.parallel ?? null;
   const path = options.cacheDir ? join(options.cacheDir, `${await referenceKey(reference, pairs)}.reflogps`) : null;
-  if (path && existsSync(path)) {
-    const bytes = readFileSync(path);
-    if (bytes.length === pairs.length * 16) {
-      const all = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-      return { logps: { chosen: all.slice(0, pairs.length), rejected: all.slice(pairs.length) }, cached: true, path };
-    }
+  const cached = readCached(path, pairs.length);
+  // Every rank must take the same branch: the cache counts only when all of them can read it.
+  const everyRankHasIt = parallel ? !(await parallel.any(cached === null)) : cached !== null;
+  if (cached && everyRankHasIt) {
+    return { logps: { chosen: cached.slice(0, pairs.length), rejected: cached.slice(pairs.length) }, cached: true, path };
   }
   const chosen = new Float64Array(pairs.length);
   const rejected = new Float64Array(pairs.length);
-  for (let start = 0; start < pairs.length; start += options.batchSize) {
+  const [rank, ranks] = parallel ? [parallel.rank, parallel.worldSize] : [0, 1];
+  for (let start = rank * options.batchSize; start < pairs.length; start += options.batchSize * ranks) {
     const chunk = pairs.slice(start, start + options.batchSize);
     const batch = collate(chunk, { padId: options.padId });
     try {
@@ -59,15 +68,17 @@ export async function precomputeReferenceLogps(
       disposeBatch(batch);
     }
   }
-  if (path) {
+  let all: Float64Array = new Float64Array(pairs.length * 2);
+  all.set(chosen);
+  all.set(rejected, pairs.length);
+  // Each entry was computed by exactly one rank (zeros elsewhere), so the sum over ranks is a gather.
+  if (parallel) all = await parallel.sum(all);
+  if (path && (!parallel || parallel.rank === 0)) {
     mkdirSync(options.cacheDir!, { recursive: true });
-    const all = new Float64Array(pairs.length * 2);
-    all.set(chosen);
-    all.set(rejected, pairs.length);
     writeFileSync(`${path}.partial`, new Uint8Array(all.buffer));
     renameSync(`${path}.partial`, path);
   }
-  return { logps: { chosen, rejected }, cached: false, path };
+  return { logps: { chosen: all.slice(0, pairs.length), rejected: all.slice(pairs.length) }, cached: false, path };
 }
 
 /** TR-DPO: reference ← α·policy + (1 − α)·reference, parameter by parameter. */

@@ -12,13 +12,15 @@ import { parseDpoLossConfig, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel, loadModel } from '../models/causal-lm';
 import { manualSeed } from '../runtime';
 import { AdamW } from './adamw';
-import { listCheckpoints, readCheckpoint, writeCheckpoint } from './checkpoint';
+import { beginCheckpoint, finishCheckpoint, listCheckpoints, optimizerFile, partialCheckpointDir, readCheckpoint } from './checkpoint';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, pairLoss, type MicroStepResult } from './dpo-step';
 import { noGrad } from '../grad-mode';
-import { allReduceBucketed, broadcastBucketed } from '../distributed/buckets';
-import { distributedEnv, ProcessGroup } from '../distributed/process-group';
-import { Tensor } from '../tensor';
+import { broadcastBucketed } from '../distributed/buckets';
+import { ShardedAdamW } from '../distributed/sharded-adamw';
+import { writeSafetensors } from '../models/safetensors';
+import type { Tensor } from '../tensor';
+import { DataParallel } from './data-parallel';
 import { writeHtmlReport } from '../report/html-report';
 import { TensorBoardWriter } from '../report/tensorboard';
 import { precomputeReferenceLogps, syncReference, type ReferenceLogps } from './reference';
@@ -60,16 +62,18 @@ export class DPOTrainer extends EventEmitter {
   private refLogps: ReferenceLogps | null = null;
   private evalRefLogps: ReferenceLogps | null = null;
   dataReport!: DataReport;
-  optimizer!: AdamW;
+  /** AdamW, or its ZeRO-1 form with optimizer_sharding on several ranks. */
+  optimizer!: AdamW | ShardedAdamW;
   private sampler!: BatchSampler;
   step = 0;
   history: LogRecord[] = [];
   private tokensSeen = 0;
   private tensorboard: TensorBoardWriter | null = null;
-  /** Data parallel: the process group when WORLD_SIZE > 1 (torchrun's environment). */
-  group: ProcessGroup | null = null;
-  rank = 0;
-  worldSize = 1;
+  /** Data parallel: the process group and this rank's place when WORLD_SIZE > 1 (torchrun's environment). */
+  parallel: DataParallel | null = null;
+
+  get rank(): number { return this.parallel?.rank ?? 0; }
+  get worldSize(): number { return this.parallel?.worldSize ?? 1; }
 
   /** Rank 0 writes logs, checkpoints, reports and exports; the others compute. */
   get isMain(): boolean {
@@ -88,20 +92,16 @@ export class DPOTrainer extends EventEmitter {
   async setup(): Promise<void> {
     const c = this.config;
     manualSeed(c.seed);
-    if (Number(process.env.WORLD_SIZE ?? '1') > 1) {
-      const where = distributedEnv();
-      this.group = await ProcessGroup.init(where, { timeoutMs: c.ddp_timeout * 1000 });
-      this.rank = where.rank;
-      this.worldSize = where.worldSize;
-    }
+    this.parallel = await DataParallel.join(c.ddp_timeout);
+    const device = this.parallel?.device(c.device) ?? c.device;
     if (c.model_name_or_path) {
-      this.policy = await loadModel(c.model_name_or_path, { device: c.device, dtype: c.dtype });
+      this.policy = await loadModel(c.model_name_or_path, { device, dtype: c.dtype });
     } else {
       this.policy = await createModel(c.model!.architecture, c.model!.config);
-      if (c.device !== 'cpu' || c.dtype) await this.policy.to({ device: c.device, dtype: c.dtype });
+      if (device !== 'cpu' || c.dtype) await this.policy.to({ device, dtype: c.dtype });
     }
     // Every rank starts from rank 0's weights.
-    if (this.group) await broadcastBucketed(this.group, (await this.policy.namedParameters()).map((p) => p.tensor), 0);
+    if (this.parallel) await broadcastBucketed(this.parallel.group, (await this.policy.namedParameters()).map((p) => p.tensor), 0);
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await this.policy.train(!c.disable_dropout);
     this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
@@ -122,7 +122,7 @@ export class DPOTrainer extends EventEmitter {
       // One pass with a temporary reference, then only the numbers are kept.
       const reference = this.reference!;
       const cacheDir = c.cache_dir === false ? null : join(c.cache_dir ?? dirname(defaultCacheDir()), 'reference');
-      const options = { padId: this.tokenizer.padId, batchSize: c.precompute_ref_batch_size ?? c.per_device_eval_batch_size, fusedLinear: c.use_fused_linear, cacheDir };
+      const options = { padId: this.tokenizer.padId, batchSize: c.precompute_ref_batch_size ?? c.per_device_eval_batch_size, fusedLinear: c.use_fused_linear, cacheDir, parallel: this.parallel };
       this.refLogps = (await precomputeReferenceLogps(reference, this.pairs, options)).logps;
       if (this.evalPairs.length > 0) this.evalRefLogps = (await precomputeReferenceLogps(reference, this.evalPairs, options)).logps;
       reference.dispose();
@@ -131,9 +131,9 @@ export class DPOTrainer extends EventEmitter {
     this.sampler = new BatchSampler(pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
       batchSize: c.per_device_train_batch_size, seed: c.seed, groupByLength: c.group_by_length, rank: this.rank, worldSize: this.worldSize,
     });
-    this.optimizer = new AdamW(await this.policy.namedParameters(), {
-      lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2], eps: c.adam_epsilon, weightDecay: c.weight_decay,
-    });
+    const adamw = { lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2] as [number, number], eps: c.adam_epsilon, weightDecay: c.weight_decay };
+    const parameters = await this.policy.namedParameters();
+    this.optimizer = c.optimizer_sharding && this.parallel ? new ShardedAdamW(parameters, adamw, this.parallel.group) : new AdamW(parameters, adamw);
     mkdirSync(c.output_dir, { recursive: true });
     if (c.report_to.includes('tensorboard') && this.isMain) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
     if (c.resume_from_checkpoint) {
@@ -143,23 +143,51 @@ export class DPOTrainer extends EventEmitter {
     }
   }
 
-  /** Saves output_dir/checkpoint-<step> (weights, optimizer, RNG, position, config, metrics). */
+  private get sharded(): boolean {
+    return this.optimizer instanceof ShardedAdamW;
+  }
+
+  /**
+   * Saves output_dir/checkpoint-<step> (weights, optimizer, RNG, position, config, metrics); every rank
+   * calls it. Rank 0 writes; with optimizer sharding each rank first adds its optimizer file to the
+   * temporary folder that rank 0 completes and renames.
+   */
   async saveCheckpoint(): Promise<string> {
-    return writeCheckpoint(this.config.output_dir, this.step, {
-      exportWeights: (dir) => this.policy.exportSafetensors(dir),
-      optimizer: this.optimizer.stateTensors(),
-      state: { step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, worldSize: this.worldSize, history: this.history, config: this.config as Record<string, unknown> },
-    }, this.config.save_total_limit);
+    const c = this.config;
+    const final = join(c.output_dir, `checkpoint-${this.step}`);
+    const tag = this.parallel?.tag ?? process.pid;
+    if (this.sharded) {
+      if (this.isMain) beginCheckpoint(c.output_dir, this.step, tag);
+      await this.parallel!.barrier();
+      await writeSafetensors(join(partialCheckpointDir(c.output_dir, this.step, tag), optimizerFile(this.rank)), this.optimizer.stateTensors());
+      await this.parallel!.barrier();
+    }
+    if (this.isMain) {
+      await finishCheckpoint(this.sharded ? partialCheckpointDir(c.output_dir, this.step, tag) : beginCheckpoint(c.output_dir, this.step, tag), c.output_dir, this.step, {
+        exportWeights: (dir) => this.policy.exportSafetensors(dir),
+        optimizer: this.sharded ? null : this.optimizer.stateTensors(),
+        state: {
+          step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, worldSize: this.worldSize, optimizerSharding: this.sharded,
+          history: this.history, config: this.config as Record<string, unknown>,
+        },
+      }, c.save_total_limit);
+      this.emit('checkpoint', final);
+    }
+    return final;
   }
 
   /** Continues from a checkpoint: policy weights, optimizer moments, step, RNG and metrics. */
   async resume(path: string): Promise<void> {
-    const { state, optimizer } = readCheckpoint(path);
+    const { state, optimizer } = readCheckpoint(path, this.rank);
     if ((state.worldSize ?? 1) !== this.worldSize) {
       throw new TorchDpoError(`${path} was written by ${state.worldSize ?? 1} rank(s); resume it with the same world size (now ${this.worldSize})`, 'ERR_CONFIG');
     }
+    if ((state.optimizerSharding ?? false) !== this.sharded) {
+      throw new TorchDpoError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`, 'ERR_CONFIG');
+    }
     await this.policy.loadSafetensors(join(path, 'model.safetensors'));
-    await this.optimizer.loadState(optimizer, state.optimizerSteps);
+    if (this.optimizer instanceof ShardedAdamW) await this.optimizer.loadState(optimizer, state.optimizerSteps, join(path, optimizerFile(this.rank)));
+    else await this.optimizer.loadState(optimizer, state.optimizerSteps);
     for (const t of optimizer.values()) t.dispose();
     this.step = state.step;
     this.tokensSeen = state.tokensSeen;
@@ -210,8 +238,8 @@ export class DPOTrainer extends EventEmitter {
     while (this.step < totalSteps) {
       if (await this.anyRank(options.signal?.aborted ?? false)) {
         // Stop between optimizer steps (all ranks agree on which) and keep what was learned.
-        if (this.isMain) this.emit('checkpoint', await this.saveCheckpoint());
-        await this.group?.barrier();
+        await this.saveCheckpoint();
+        await this.parallel?.barrier();
         return { steps: this.step, history: this.history, stopped: 'aborted' };
       }
       const epoch = Math.floor(this.step / stepsPerEpoch);
@@ -239,12 +267,7 @@ export class DPOTrainer extends EventEmitter {
         }
         if (next) batch = next;
       }
-      if (this.group) {
-        // Average gradients over ranks in ~25 MB buckets: every rank then takes the same step.
-        const grads = (await Promise.all(this.optimizer.params.map((p) => p.tensor.grad()))).filter((g): g is Tensor => g !== null);
-        await allReduceBucketed(this.group, grads, 'avg');
-      }
-      const gradNorm = await this.optimizer.clipGradNorm(c.max_grad_norm ?? undefined);
+      const gradNorm = await this.averagedGradNorm();
       // Loss and per-pair metrics of the micro-batches (weighted by their pairs), averaged over ranks
       // in one collective.
       const keys = Object.keys(results[0].metrics);
@@ -291,14 +314,14 @@ export class DPOTrainer extends EventEmitter {
         this.tensorboard?.scalars(this.step, Object.fromEntries(Object.entries(metrics).filter(([k]) => k !== 'step').map(([k, v]) => [`eval/${k.slice(5)}`, v])));
         if (this.isMain) this.emit('eval', metrics);
       }
-      if (this.step % c.save_steps === 0 && this.isMain) this.emit('checkpoint', await this.saveCheckpoint());
+      if (this.step % c.save_steps === 0) await this.saveCheckpoint();
     }
+    if (this.step % c.save_steps !== 0) await this.saveCheckpoint();
     if (this.isMain) {
-      if (this.step % c.save_steps !== 0) this.emit('checkpoint', await this.saveCheckpoint());
       if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
       if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir));
     }
-    await this.group?.barrier();
+    await this.parallel?.barrier();
     return { steps: this.step, history: this.history, stopped: 'done' };
   }
 
@@ -313,27 +336,34 @@ export class DPOTrainer extends EventEmitter {
     return dir;
   }
 
+  /**
+   * Gradients averaged over ranks (all-reduced in buckets, or reduce-scattered to their owners with
+   * optimizer sharding), clipped to max_grad_norm; returns the global norm before clipping.
+   */
+  private async averagedGradNorm(): Promise<number> {
+    const maxNorm = this.config.max_grad_norm ?? undefined;
+    if (this.optimizer instanceof ShardedAdamW) return this.optimizer.reduceGradients(maxNorm);
+    if (this.parallel) {
+      const grads = (await Promise.all(this.optimizer.params.map((p) => p.tensor.grad()))).filter((g): g is Tensor => g !== null);
+      await this.parallel.averageGradients(grads);
+    }
+    return this.optimizer.clipGradNorm(maxNorm);
+  }
+
   /** True when any rank asks to stop (so that all ranks stop at the same step). */
-  private async anyRank(flag: boolean): Promise<boolean> {
-    if (!this.group) return flag;
-    const t = Tensor.from([flag ? 1 : 0], { dtype: 'float32' });
-    await this.group.allReduce([t], 'max');
-    return ((await t.item()) as number) > 0;
+  private anyRank(flag: boolean): Promise<boolean> {
+    return this.parallel ? this.parallel.any(flag) : Promise.resolve(flag);
   }
 
   /** The mean over ranks of numbers every rank computed for its own shard. */
-  private async meanOverRanks<T extends number | number[]>(value: T): Promise<T> {
-    if (!this.group) return value;
-    const t = Tensor.from(Array.isArray(value) ? value : [value], { dtype: 'float64' });
-    await this.group.allReduce([t], 'avg');
-    const out = (await t.toArray()) as number[];
-    return (Array.isArray(value) ? out : out[0]) as T;
+  private meanOverRanks(values: number[]): Promise<number[]> {
+    return this.parallel ? this.parallel.mean(values) : Promise.resolve(values);
   }
 
   dispose(): void {
     this.policy?.dispose();
     this.reference?.dispose();
-    this.group?.dispose();
+    this.parallel?.dispose();
   }
 }
 

@@ -1,0 +1,211 @@
+import { DataError } from '../errors';
+import { noGrad } from '../grad-mode';
+import type { NamedTensor } from '../models/script-module';
+import { runFusedOp, type Tensor } from '../tensor';
+import { cat, zeros } from '../tensor-functions';
+import { adamwAttrs, decays, type AdamWOptions } from '../train/adamw';
+import { bucketIndices } from './buckets';
+import type { ProcessGroup } from './process-group';
+
+/** The part of one parameter this rank owns: elements [start, start + length) of its flat view. */
+interface Piece {
+  param: number;
+  start: number;
+  length: number;
+  /** Where the piece sits in this rank's slice of the bucket. */
+  sliceOffset: number;
+}
+
+/** Parameters flattened end to end, padded to a multiple of the world size; rank r owns slice r. */
+interface Bucket {
+  params: number[];
+  offsets: number[];
+  total: number;
+  slice: number;
+  pieces: Piece[];
+}
+
+/**
+ * ZeRO stage 1 AdamW: every rank keeps the moments of its slice of the parameters only (1/world size
+ * of the optimizer state). A step reduce-scatters the gradients (averaged), clips by the global norm,
+ * updates the owned slice in place (views of the parameters) and all-gathers the parameters.
+ * The arithmetic is AdamW's element by element, so the trajectory equals unsharded data parallel.
+ */
+export class ShardedAdamW {
+  readonly params: NamedTensor[];
+  private readonly buckets: Bucket[];
+  private readonly pieces: Piece[];
+  /** Per piece: its bucket, and 1 when its parameter takes weight decay. */
+  private readonly pieceBucket: number[];
+  private readonly decay: number[];
+  private views: Tensor[] = [];
+  private expAvg: Tensor[] = [];
+  private expAvgSq: Tensor[] = [];
+  /** This rank's slice of each bucket's averaged gradient, between reduceGradients() and step(). */
+  private gradSlices: Tensor[] = [];
+  private hasGrad: boolean[] = [];
+  private stepCount = 0;
+  lr: number;
+
+  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup) {
+    this.params = params.filter((p) => p.tensor.requiresGrad);
+    this.lr = options.lr;
+    const { rank, size } = group;
+    this.buckets = bucketIndices(this.params.map((p) => p.tensor)).map((indices) => {
+      const offsets: number[] = [];
+      let total = 0;
+      for (const i of indices) {
+        offsets.push(total);
+        total += this.params[i].tensor.numel;
+      }
+      const slice = Math.ceil(total / size);
+      const [from, to] = [rank * slice, Math.min(total, (rank + 1) * slice)];
+      const pieces: Piece[] = [];
+      indices.forEach((param, k) => {
+        const start = Math.max(from, offsets[k]);
+        const end = Math.min(to, offsets[k] + this.params[param].tensor.numel);
+        if (end > start) pieces.push({ param, start: start - offsets[k], length: end - start, sliceOffset: start - from });
+      });
+      return { params: indices, offsets, total, slice, pieces };
+    });
+    this.pieces = this.buckets.flatMap((b) => b.pieces);
+    this.pieceBucket = this.buckets.flatMap((b, i) => b.pieces.map(() => i));
+    this.decay = this.pieces.map((piece) => (decays(this.params[piece.param]) ? 1 : 0));
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  /** Elements of each moment (exp_avg, exp_avg_sq) this rank holds. */
+  get stateNumel(): number {
+    return this.pieces.reduce((s, p) => s + p.length, 0);
+  }
+
+  private async ensureState(): Promise<void> {
+    if (this.views.length === this.pieces.length) return;
+    await noGrad(async () => {
+      for (const piece of this.pieces) {
+        const p = this.params[piece.param].tensor;
+        // view(), not reshape(): an update must land in the parameter, never in a copy.
+        this.views.push(await (await p.view([-1])).narrow(0, piece.start, piece.length));
+        this.expAvg.push(await zeros([piece.length], { dtype: p.dtype, device: p.device }));
+        this.expAvgSq.push(await zeros([piece.length], { dtype: p.dtype, device: p.device }));
+      }
+    });
+  }
+
+  /**
+   * Averages the gradients over ranks (each rank receives its slice), then clips them by the global
+   * L2 norm when maxNorm is set. Returns the norm before clipping (the same on every rank).
+   */
+  async reduceGradients(maxNorm?: number): Promise<number> {
+    this.releaseSlices();
+    const grads = await Promise.all(this.params.map((p) => p.tensor.grad()));
+    this.hasGrad = grads.map((g) => g !== null);
+    await noGrad(async () => {
+      for (const bucket of this.buckets) {
+        const parts: Tensor[] = [];
+        for (const i of bucket.params) {
+          const p = this.params[i].tensor;
+          parts.push(await (grads[i] ?? (await zeros(p.shape, { dtype: p.dtype, device: p.device }))).reshape([-1]));
+        }
+        const padding = bucket.slice * this.group.size - bucket.total;
+        if (padding > 0) parts.push(await zeros([padding], { dtype: parts[0].dtype, device: parts[0].device }));
+        const flat = await cat(parts);
+        this.gradSlices.push(await this.group.reduceScatter(flat, 'avg'));
+        flat.dispose();
+      }
+    });
+    const { sum } = await runFusedOp('sum_of_squares', this.gradSlices);
+    await this.group.allReduce([sum], 'sum');
+    const norm = Math.sqrt((await sum.item()) as number);
+    sum.dispose();
+    if (maxNorm !== undefined && Number.isFinite(norm) && norm > maxNorm) {
+      // The coefficient clip_grad_norm uses, so unsharded and sharded runs scale alike.
+      const coefficient = maxNorm / (norm + 1e-6);
+      await noGrad(async () => {
+        for (const slice of this.gradSlices) await slice.mul_(coefficient);
+      });
+    }
+    return norm;
+  }
+
+  /** Updates this rank's slice with AdamW, then every rank gathers the full parameters. */
+  async step(): Promise<void> {
+    if (this.gradSlices.length !== this.buckets.length) throw new Error('ShardedAdamW.step: call reduceGradients() first');
+    await this.ensureState();
+    this.stepCount += 1;
+    const owned = this.pieces.map((piece, k) => ({ piece, k })).filter(({ piece }) => this.hasGrad[piece.param]);
+    await noGrad(async () => {
+      const grads: Tensor[] = [];
+      for (const { piece, k } of owned) grads.push(await this.gradSlices[this.pieceBucket[k]].narrow(0, piece.sliceOffset, piece.length));
+      const pick = (list: Tensor[]) => owned.map(({ k }) => list[k]);
+      await runFusedOp('adamw_step', [...pick(this.views), ...pick(this.expAvg), ...pick(this.expAvgSq), ...grads], {
+        ...adamwAttrs(this.options, this.lr, this.stepCount), decay: owned.map(({ k }) => this.decay[k]), explicit_grads: true,
+      });
+      for (const g of grads) g.dispose();
+      await this.allGatherParameters();
+    });
+    this.releaseSlices();
+  }
+
+  private async allGatherParameters(): Promise<void> {
+    let k = 0;
+    for (const bucket of this.buckets) {
+      const parts = bucket.pieces.map(() => this.views[k++]);
+      const owned = parts.reduce((s, v) => s + v.numel, 0);
+      const first = this.params[bucket.params[0]].tensor;
+      if (owned < bucket.slice) parts.push(await zeros([bucket.slice - owned], { dtype: first.dtype, device: first.device }));
+      const mine = await cat(parts);
+      const gathered = await this.group.allGather(mine);
+      const full = await cat(gathered);
+      for (const [j, i] of bucket.params.entries()) {
+        const p = this.params[i].tensor;
+        await p.copy_(await (await full.narrow(0, bucket.offsets[j], p.numel)).reshape(p.shape));
+      }
+      for (const t of [mine, full, ...gathered]) t.dispose();
+    }
+  }
+
+  private releaseSlices(): void {
+    for (const s of this.gradSlices) s.dispose();
+    this.gradSlices = [];
+  }
+
+  /** Releases every gradient (and this rank's averaged slices). */
+  async zeroGrad(): Promise<void> {
+    this.releaseSlices();
+    await runFusedOp('zero_grads', this.params.map((p) => p.tensor));
+  }
+
+  private key(kind: string, piece: Piece): string {
+    return `${kind}.${this.params[piece.param].name}[${piece.start}:${piece.start + piece.length}]`;
+  }
+
+  /** This rank's moments, keyed `exp_avg.<name>[start:end]` (a per-rank checkpoint file). */
+  stateTensors(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    this.pieces.forEach((piece, k) => {
+      if (!this.expAvg[k]) return;
+      out.set(this.key('exp_avg', piece), this.expAvg[k]);
+      out.set(this.key('exp_avg_sq', piece), this.expAvgSq[k]);
+    });
+    return out;
+  }
+
+  async loadState(tensors: Map<string, Tensor>, steps: number, source: string): Promise<void> {
+    await this.ensureState();
+    await noGrad(async () => {
+      for (const [k, piece] of this.pieces.entries()) {
+        for (const [kind, target] of [['exp_avg', this.expAvg[k]], ['exp_avg_sq', this.expAvgSq[k]]] as const) {
+          const saved = tensors.get(this.key(kind, piece));
+          // Step 0 has no moments yet; otherwise every owned slice must be there.
+          if (!saved && steps > 0) throw new DataError(`${source}: no '${this.key(kind, piece)}' (the checkpoint was written with other ranks, parameters or bucket layout)`);
+          if (saved) await target.copy_(saved);
+        }
+      }
+    });
+    this.stepCount = steps;
+  }
+}

@@ -1,0 +1,74 @@
+import { ConfigError } from '../errors';
+import { allReduceBucketed } from '../distributed/buckets';
+import { distributedEnv, ProcessGroup, type DistributedEnv } from '../distributed/process-group';
+import { cudaDeviceCount } from '../runtime';
+import { Tensor } from '../tensor';
+
+/**
+ * The trainer's view of a torchrun-style launch: the process group, where this rank sits, and the
+ * few collectives the training loop agrees through. Null when WORLD_SIZE is absent or 1.
+ */
+export class DataParallel {
+  private constructor(readonly group: ProcessGroup, readonly where: DistributedEnv, readonly tag: number) {}
+
+  /** Joins the group from torchrun's environment (validated before any collective). */
+  static async join(timeoutSeconds: number, env: NodeJS.ProcessEnv = process.env): Promise<DataParallel | null> {
+    if (Number(env.WORLD_SIZE ?? '1') <= 1) return null;
+    const where = distributedEnv(env);
+    const group = await ProcessGroup.init(where, { timeoutMs: timeoutSeconds * 1000 });
+    // Rank 0's pid names the temporary folders every rank writes checkpoint parts into.
+    const tag = Tensor.from([process.pid], { dtype: 'float64' });
+    await group.broadcast([tag], 0);
+    return new DataParallel(group, where, (await tag.item()) as number);
+  }
+
+  get rank(): number { return this.where.rank; }
+  get worldSize(): number { return this.where.worldSize; }
+
+  /**
+   * The device this rank trains on: 'cuda' (no index) binds to cuda:LOCAL_RANK, as torchrun scripts
+   * do; an explicit index or the CPU is kept.
+   */
+  device(configured: string): string {
+    if (configured !== 'cuda') return configured;
+    const count = cudaDeviceCount();
+    if (this.where.localRank >= count) {
+      throw new ConfigError(`LOCAL_RANK=${this.where.localRank} but this machine has ${count} CUDA device(s): start at most ${count} processes per node`);
+    }
+    return `cuda:${this.where.localRank}`;
+  }
+
+  /** Averages gradients over ranks in ~25 MB buckets: every rank then takes the same step. */
+  averageGradients(grads: Tensor[]): Promise<void> {
+    return allReduceBucketed(this.group, grads, 'avg');
+  }
+
+  /** True when any rank says so (so that all ranks stop at the same step). */
+  async any(flag: boolean): Promise<boolean> {
+    const t = Tensor.from([flag ? 1 : 0], { dtype: 'float32' });
+    await this.group.allReduce([t], 'max');
+    return ((await t.item()) as number) > 0;
+  }
+
+  /** The mean over ranks of numbers every rank computed for its own shard, in one collective. */
+  async mean(values: number[]): Promise<number[]> {
+    const t = Tensor.from(values, { dtype: 'float64' });
+    await this.group.allReduce([t], 'avg');
+    return (await t.toArray()) as number[];
+  }
+
+  /** Element-wise sum over ranks: ranks that each filled disjoint entries (zeros elsewhere) all get every entry. */
+  async sum(values: Float64Array): Promise<Float64Array> {
+    const t = Tensor.from(values, { dtype: 'float64' });
+    await this.group.allReduce([t], 'sum');
+    return Float64Array.from((await t.toTypedArray()) as Float64Array);
+  }
+
+  barrier(): Promise<void> {
+    return this.group.barrier();
+  }
+
+  dispose(): void {
+    this.group.dispose();
+  }
+}
