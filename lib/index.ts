@@ -27,3 +27,4 @@ export { trainerConfigSchema, parseTrainerConfig, type TrainerConfig, type Train
 export { AdamW, type AdamWOptions } from './train/adamw';
 export { scheduleFactor, warmupSteps, type SchedulerType } from './train/schedulers';
 export { ProcessGroup, distributedEnv, type DistributedEnv } from './distributed/process-group';
+export { ShardedAdamW } from './distributed/sharded-adamw';

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { loadModel, Tensor, cudaAvailable, cudaDeviceCount, dpoLoss, emptyCache, memory, randint, randn, sequenceLogps, sequenceLogpsFromHidden } from '../lib';
+import { loadModel, ProcessGroup, Tensor, cudaAvailable, cudaDeviceCount, dpoLoss, emptyCache, memory, randint, randn, sequenceLogps, sequenceLogpsFromHidden } from '../lib';
+import { freePort } from './support/free-port';
 
 // These run only where a GPU is present (scripts/gpu-check.sh); elsewhere jest lists them as skipped.
 const gpu = cudaAvailable();
@@ -9,6 +10,26 @@ if (!gpu) process.stdout.write('cuda.test.ts: no CUDA device, CUDA tests skipped
 describeCuda('CUDA', () => {
   it('counts devices', () => {
     expect(cudaDeviceCount()).toBeGreaterThan(0);
+  });
+
+  it('runs collectives on CUDA tensors (NCCL when built with it; one rank)', async () => {
+    const group = await ProcessGroup.init({ rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: '127.0.0.1', masterPort: await freePort() }, { timeoutMs: 60000 });
+    try {
+      process.stdout.write(`process group backends: ${group.backends.join(', ')}\n`);
+      const a = await Tensor.from([1, 2, 3]).to('cuda');
+      const b = await Tensor.from([[4, 5]], { dtype: 'float64' }).to('cuda');
+      await group.allReduce([a, b], 'avg');
+      expect(await a.toArray()).toEqual([1, 2, 3]);
+      expect(await b.toArray()).toEqual([4, 5]);
+      const slice = await group.reduceScatter([a, await Tensor.from([9]).to('cuda')], 'sum');
+      expect(slice.device).toBe('cuda:0');
+      expect(await slice.toArray()).toEqual([1, 2, 3, 9]);
+      await group.allGatherSlices([a]);
+      expect(await a.toArray()).toEqual([1, 2, 3]);
+      await group.barrier();
+    } finally {
+      group.dispose();
+    }
   });
 
   it('round-trips every dtype through the GPU', async () => {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { ConfigError, NativeError, ProcessGroup, distributedEnv } from '../lib';
+import { rankDevice } from '../lib/train/data-parallel';
 import { freePort } from './support/free-port';
 
 const DIST = join(__dirname, '..', 'dist', 'index.js'); // scripts/setup.sh builds dist/
@@ -18,12 +19,20 @@ const t = require(process.env.TORCH_DPO_DIST);
   const input = t.Tensor.from([1, 2, 3, 4, 5, 6].map((v) => v * (where.rank + 1)), { dtype: 'float64' });
   const scattered = await group.reduceScatter(input, 'sum');
   const scatteredAvg = await group.reduceScatter(input, 'avg');
-  let oddLength = '';
-  try { await group.reduceScatter(t.Tensor.from([1, 2, 3]), 'sum'); } catch (e) { oddLength = e.message; }
+  const padded = await group.reduceScatter([t.Tensor.from([1, 2]), t.Tensor.from([[3]])], 'sum');
+  // Coalesced all-reduce of several shapes and dtypes; slices gathered from their owners.
+  const m = t.Tensor.from([[1, 2], [3, 4]]);
+  const v = t.Tensor.from([5 * (where.rank + 1)], { dtype: 'float64' });
+  await group.allReduce([m, v], 'sum');
+  const owned = [t.Tensor.from([where.rank, where.rank]), t.Tensor.from([[where.rank], [where.rank]])];
+  await group.allGatherSlices(owned);
+  let mixed = '';
+  try { await group.reduceScatter([t.Tensor.from([1]), t.Tensor.from([1], { dtype: 'float64' })]); } catch (e) { mixed = e.message; }
   await group.barrier();
   process.stdout.write(JSON.stringify({
     rank: group.rank, size: group.size, backends: group.backends, avg: await x.toArray(), b: await b.toArray(), parts: await Promise.all(parts.map((p) => p.item())),
-    scattered: await scattered.toArray(), scatteredAvg: await scatteredAvg.toArray(), input: await input.toArray(), oddLength,
+    scattered: await scattered.toArray(), scatteredAvg: await scatteredAvg.toArray(), input: await input.toArray(), padded: await padded.toArray(),
+    m: await m.toArray(), v: await v.toArray(), owned: await Promise.all(owned.map((o) => o.toArray())), mixed,
   }));
   group.dispose();
 })().catch((e) => { process.stderr.write(e.message); process.exit(1); });
@@ -54,13 +63,20 @@ describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
       expect(r.b).toEqual([42]);
       expect(r.parts).toEqual([0, 7]);
       expect(r.backends).toEqual(['gloo']);
-      expect(r.oddLength).toMatch(/divisible by the world size \(2\)/);
+      expect(r.m).toEqual([2, 4, 6, 8]);
+      expect(r.v).toEqual([15]);
+      // [r, r, r, r] end to end: rank 0 owns elements 0-1, rank 1 elements 2-3.
+      expect(r.owned).toEqual([[0, 0], [1, 1]]);
+      expect(r.mixed).toMatch(/one dtype/);
     }
     // Sum over ranks of [1..6]·(rank+1) = [3, 6, 9, 12, 15, 18]; rank 0 keeps the first half.
     expect(a.scattered).toEqual([3, 6, 9]);
     expect(b.scattered).toEqual([12, 15, 18]);
     expect(a.scatteredAvg).toEqual([1.5, 3, 4.5]);
     expect(b.input).toEqual([2, 4, 6, 8, 10, 12]); // the input is left as it was
+    // [1, 2] and [[3]] end to end, padded to 4 elements: rank 0 gets [2, 4], rank 1 [6, 0].
+    expect(a.padded).toEqual([2, 4]);
+    expect(b.padded).toEqual([6, 0]);
     expect([a.rank, b.rank]).toEqual([0, 1]);
   });
 
@@ -72,6 +88,13 @@ describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
     expect(() => distributedEnv({ ...base, WORLD_SIZE: 'two' })).toThrow(ConfigError);
     expect(() => distributedEnv({ ...base, MASTER_ADDR: '' })).toThrow(/MASTER_ADDR is not set/);
     expect(() => distributedEnv({ ...base, MASTER_PORT: '70000' })).toThrow(/not a port/);
+  });
+
+  it('binds each worker to cuda:LOCAL_RANK when training on CUDA', () => {
+    expect(rankDevice('cuda', 1, 2)).toBe('cuda:1');
+    expect(rankDevice('cuda:0', 1, 2)).toBe('cuda:0'); // an explicit index is kept
+    expect(rankDevice('cpu', 3, 0)).toBe('cpu');
+    expect(() => rankDevice('cuda', 2, 2)).toThrow(/LOCAL_RANK=2 but this machine has 2 CUDA device\(s\)/);
   });
 
   it('gives up with an error, not a hang, when a rank never arrives', async () => {

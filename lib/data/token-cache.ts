@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenizedPair } from './tokenize-pairs';
+import { writeFileAtomic } from '../atomic-file';
 
 // A tokenized dataset on disk: "TDPOTOK1", u32 pair count, u32 token count, then per pair six i32
 // (chosen offset/length/prompt length, rejected offset/length/prompt length), then every token id as
@@ -43,20 +44,8 @@ export function writeTokenCache(path: string, pairs: TokenizedPair[], report: ob
     flags[i] = (p.boundaryMismatch ? 1 : 0) | (p.truncated ? 2 : 0);
   });
   mkdirSync(join(path, '..'), { recursive: true });
-  const partial = `${path}.partial`;
-  const fd = openSync(partial, 'w');
-  try {
-    for (const part of [header, new Uint8Array(index.buffer), new Uint8Array(tokens.buffer), flags]) writeSync(fd, part);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(partial, path);
-  const reportPartial = `${path}.report.json.partial`;
-  const reportFd = openSync(reportPartial, 'w');
-  writeSync(reportFd, JSON.stringify(report));
-  closeSync(reportFd);
-  renameSync(reportPartial, `${path}.report.json`);
+  writeFileAtomic(path, [header, new Uint8Array(index.buffer), new Uint8Array(tokens.buffer), flags]);
+  writeFileAtomic(`${path}.report.json`, JSON.stringify(report));
 }
 
 /** The cached pairs (ids are views into one buffer), or null when absent or unreadable. */

@@ -64,9 +64,11 @@ export class ProcessGroup {
   get size(): number { return this.handle.size; }
   get backends(): string[] { return this.handle.backends; }
 
+  /** Reduces every tensor in place over ranks (any shapes: coalesced into ~25 MB buckets per dtype). */
   allReduce(tensors: Tensor[], op: 'sum' | 'avg' | 'max' | 'min' = 'sum'): Promise<void> {
     return settle('allReduce', this.handle.allReduce(tensors.map((t) => t.handle), op));
   }
+  /** Every rank's tensors take the values of rank `root`'s. */
   broadcast(tensors: Tensor[], root = 0): Promise<void> {
     return settle('broadcast', this.handle.broadcast(tensors.map((t) => t.handle), root));
   }
@@ -74,11 +76,21 @@ export class ProcessGroup {
     return (await settle('allGather', this.handle.allGather(tensor.handle))).map((h) => new Tensor(h));
   }
   /**
-   * Reduces a 1-D tensor (length divisible by the world size) over ranks; resolves to this rank's
-   * slice [rank·n/size, (rank+1)·n/size). The input is left unchanged.
+   * Reduces the tensors, taken end to end and zero-padded to a multiple of the world size (n elements),
+   * over ranks; resolves to this rank's slice [rank·n/size, (rank+1)·n/size), written into `out` when
+   * given. The inputs are left unchanged.
    */
-  async reduceScatter(tensor: Tensor, op: 'sum' | 'avg' | 'max' | 'min' = 'sum'): Promise<Tensor> {
-    return new Tensor(await settle('reduceScatter', this.handle.reduceScatter(tensor.handle, op)));
+  async reduceScatter(tensors: Tensor | Tensor[], op: 'sum' | 'avg' | 'max' | 'min' = 'sum', out?: Tensor): Promise<Tensor> {
+    const list = Array.isArray(tensors) ? tensors : [tensors];
+    const handle = await settle('reduceScatter', this.handle.reduceScatter(list.map((t) => t.handle), op, out?.handle));
+    return out ?? new Tensor(handle!);
+  }
+  /**
+   * The tensors, end to end and padded to a multiple of the world size, form one flat array of which
+   * rank r owns slice r: every rank's tensors receive each slice from its owner.
+   */
+  allGatherSlices(tensors: Tensor[]): Promise<void> {
+    return settle('allGatherSlices', this.handle.allGatherSlices(tensors.map((t) => t.handle)));
   }
   barrier(): Promise<void> {
     return settle('barrier', this.handle.barrier());

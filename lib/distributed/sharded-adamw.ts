@@ -2,7 +2,7 @@ import { DataError } from '../errors';
 import { noGrad } from '../grad-mode';
 import type { NamedTensor } from '../models/script-module';
 import { runFusedOp, type Tensor } from '../tensor';
-import { cat, zeros } from '../tensor-functions';
+import { zeros } from '../tensor-functions';
 import { adamwAttrs, decays, type AdamWOptions } from '../train/adamw';
 import { bucketIndices } from './buckets';
 import type { ProcessGroup } from './process-group';
@@ -41,8 +41,11 @@ export class ShardedAdamW {
   private views: Tensor[] = [];
   private expAvg: Tensor[] = [];
   private expAvgSq: Tensor[] = [];
-  /** This rank's slice of each bucket's averaged gradient, between reduceGradients() and step(). */
+  /** This rank's slice of each bucket's averaged gradient (kept between steps: no fresh pages per step). */
   private gradSlices: Tensor[] = [];
+  /** Per piece, its view into gradSlices. */
+  private gradViews: Tensor[] = [];
+  private reduced = false;
   private hasGrad: boolean[] = [];
   private stepCount = 0;
   lr: number;
@@ -100,23 +103,20 @@ export class ShardedAdamW {
    * L2 norm when maxNorm is set. Returns the norm before clipping (the same on every rank).
    */
   async reduceGradients(maxNorm?: number): Promise<number> {
-    this.releaseSlices();
     const grads = await Promise.all(this.params.map((p) => p.tensor.grad()));
     this.hasGrad = grads.map((g) => g !== null);
     await noGrad(async () => {
-      for (const bucket of this.buckets) {
-        const parts: Tensor[] = [];
-        for (const i of bucket.params) {
-          const p = this.params[i].tensor;
-          parts.push(await (grads[i] ?? (await zeros(p.shape, { dtype: p.dtype, device: p.device }))).reshape([-1]));
-        }
-        const padding = bucket.slice * this.group.size - bucket.total;
-        if (padding > 0) parts.push(await zeros([padding], { dtype: parts[0].dtype, device: parts[0].device }));
-        const flat = await cat(parts);
-        this.gradSlices.push(await this.group.reduceScatter(flat, 'avg'));
-        flat.dispose();
+      for (const [b, bucket] of this.buckets.entries()) {
+        const first = this.params[bucket.params[0]].tensor;
+        this.gradSlices[b] ??= await zeros([bucket.slice], { dtype: first.dtype, device: first.device });
+        const parts = await Promise.all(bucket.params.map(async (i) => grads[i] ?? (await zeros(this.params[i].tensor.shape, { dtype: first.dtype, device: first.device }))));
+        await this.group.reduceScatter(parts, 'avg', this.gradSlices[b]);
       }
     });
+    if (this.gradViews.length === 0) {
+      for (const [k, piece] of this.pieces.entries()) this.gradViews.push(await this.gradSlices[this.pieceBucket[k]].narrow(0, piece.sliceOffset, piece.length));
+    }
+    this.reduced = true;
     const { sum } = await runFusedOp('sum_of_squares', this.gradSlices);
     await this.group.allReduce([sum], 'sum');
     const norm = Math.sqrt((await sum.item()) as number);
@@ -133,49 +133,23 @@ export class ShardedAdamW {
 
   /** Updates this rank's slice with AdamW, then every rank gathers the full parameters. */
   async step(): Promise<void> {
-    if (this.gradSlices.length !== this.buckets.length) throw new Error('ShardedAdamW.step: call reduceGradients() first');
+    if (!this.reduced) throw new Error('ShardedAdamW.step: call reduceGradients() first');
     await this.ensureState();
     this.stepCount += 1;
     const owned = this.pieces.map((piece, k) => ({ piece, k })).filter(({ piece }) => this.hasGrad[piece.param]);
     await noGrad(async () => {
-      const grads: Tensor[] = [];
-      for (const { piece, k } of owned) grads.push(await this.gradSlices[this.pieceBucket[k]].narrow(0, piece.sliceOffset, piece.length));
       const pick = (list: Tensor[]) => owned.map(({ k }) => list[k]);
-      await runFusedOp('adamw_step', [...pick(this.views), ...pick(this.expAvg), ...pick(this.expAvgSq), ...grads], {
+      await runFusedOp('adamw_step', [...pick(this.views), ...pick(this.expAvg), ...pick(this.expAvgSq), ...pick(this.gradViews)], {
         ...adamwAttrs(this.options, this.lr, this.stepCount), decay: owned.map(({ k }) => this.decay[k]), explicit_grads: true,
       });
-      for (const g of grads) g.dispose();
-      await this.allGatherParameters();
+      for (const bucket of this.buckets) await this.group.allGatherSlices(bucket.params.map((i) => this.params[i].tensor));
     });
-    this.releaseSlices();
+    this.reduced = false;
   }
 
-  private async allGatherParameters(): Promise<void> {
-    let k = 0;
-    for (const bucket of this.buckets) {
-      const parts = bucket.pieces.map(() => this.views[k++]);
-      const owned = parts.reduce((s, v) => s + v.numel, 0);
-      const first = this.params[bucket.params[0]].tensor;
-      if (owned < bucket.slice) parts.push(await zeros([bucket.slice - owned], { dtype: first.dtype, device: first.device }));
-      const mine = await cat(parts);
-      const gathered = await this.group.allGather(mine);
-      const full = await cat(gathered);
-      for (const [j, i] of bucket.params.entries()) {
-        const p = this.params[i].tensor;
-        await p.copy_(await (await full.narrow(0, bucket.offsets[j], p.numel)).reshape(p.shape));
-      }
-      for (const t of [mine, full, ...gathered]) t.dispose();
-    }
-  }
-
-  private releaseSlices(): void {
-    for (const s of this.gradSlices) s.dispose();
-    this.gradSlices = [];
-  }
-
-  /** Releases every gradient (and this rank's averaged slices). */
+  /** Releases every gradient. */
   async zeroGrad(): Promise<void> {
-    this.releaseSlices();
+    this.reduced = false;
     await runFusedOp('zero_grads', this.params.map((p) => p.tensor));
   }
 

@@ -1,7 +1,8 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { DataError } from '../errors';
 import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
+import { writeFileAtomic } from '../atomic-file';
 
 // The safetensors format: u64 little-endian header length, a JSON header
 // {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}} padded with
@@ -71,7 +72,7 @@ export function entryToTensor(entry: SafetensorsEntry): Tensor {
   return Tensor.from(view, { shape: entry.shape, dtype: entry.dtype });
 }
 
-/** Writes tensors (in name order) atomically: `<path>.partial`, fsync, rename. */
+/** Writes tensors (in name order) atomically (see writeFileAtomic). */
 export async function writeSafetensors(path: string, tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = Object.keys(metadata).length > 0 ? { __metadata__: metadata } : {};
@@ -90,13 +91,5 @@ export async function writeSafetensors(path: string, tensors: Map<string, Tensor
   json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const lengthBytes = Buffer.alloc(8);
   lengthBytes.writeBigUInt64LE(BigInt(json.length));
-  const partial = `${path}.partial`;
-  const fd = openSync(partial, 'w');
-  try {
-    for (const part of [lengthBytes, json, ...chunks]) writeSync(fd, part);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(partial, path);
+  writeFileAtomic(path, [lengthBytes, json, ...chunks]);
 }

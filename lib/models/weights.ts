@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataError } from '../errors';
 import { noGrad } from '../grad-mode';
@@ -6,6 +6,7 @@ import type { DType } from '../native/binding';
 import type { Tensor } from '../tensor';
 import { entryToTensor, readSafetensors, writeSafetensors } from './safetensors';
 import type { ScriptModule } from './script-module';
+import { writeFileAtomic } from '../atomic-file';
 
 /**
  * Copies a safetensors file into a module's parameters (and buffers), strictly: every tensor in
@@ -71,7 +72,5 @@ export async function exportSafetensors(module: ScriptModule, dir: string, confi
   } finally {
     for (const t of owned) t.dispose();
   }
-  const partial = join(dir, 'config.json.partial');
-  writeFileSync(partial, `${JSON.stringify({ ...config, ...(dtype ? { torch_dtype: dtype } : {}) }, null, 2)}\n`);
-  renameSync(partial, join(dir, 'config.json'));
+  writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...config, ...(dtype ? { torch_dtype: dtype } : {}) }, null, 2)}\n`);
 }

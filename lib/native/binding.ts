@@ -76,11 +76,14 @@ export interface NativeProcessGroup {
   /** 'gloo', plus 'nccl' when CUDA tensors go over NCCL. */
   readonly backends: string[];
   dispose(): void;
+  /** Any shapes; coalesced into ~25 MB buckets per dtype through a reused buffer. */
   allReduce(tensors: NativeTensor[], op: 'sum' | 'avg' | 'max' | 'min'): Promise<void>;
   broadcast(tensors: NativeTensor[], root: number): Promise<void>;
   allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
-  /** 1-D input whose length divides by the world size; resolves to this rank's reduced slice. */
-  reduceScatter(tensor: NativeTensor, op: 'sum' | 'avg' | 'max' | 'min'): Promise<NativeTensor>;
+  /** The tensors end to end, zero-padded to a multiple of the world size; resolves to this rank's reduced slice (nothing: it is written into `out` when given). */
+  reduceScatter(tensors: NativeTensor[], op: 'sum' | 'avg' | 'max' | 'min', out?: NativeTensor): Promise<NativeTensor | undefined>;
+  /** The tensors end to end as one flat array padded to a multiple of the world size: every rank receives slice r from rank r. */
+  allGatherSlices(tensors: NativeTensor[]): Promise<void>;
   barrier(): Promise<void>;
 }
 

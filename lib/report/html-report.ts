@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataError } from '../errors';
+import { writeFileAtomic } from '../atomic-file';
 
 type Row = Record<string, number>;
 
@@ -63,7 +64,6 @@ export function writeHtmlReport(outputDir: string, title = 'torch-dpo run'): str
 ${CHARTS.map((c) => chart(c.title, rows, c.series)).join('\n')}
 <p style="color:#777;font-size:12px">From ${escape(join(outputDir, 'metrics.jsonl'))} (${rows.length} records).</p></body></html>\n`;
   const path = join(outputDir, 'report.html');
-  writeFileSync(`${path}.partial`, html);
-  renameSync(`${path}.partial`, path);
+  writeFileAtomic(path, html);
   return path;
 }

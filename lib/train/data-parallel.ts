@@ -1,8 +1,19 @@
 import { ConfigError } from '../errors';
-import { allReduceBucketed } from '../distributed/buckets';
 import { distributedEnv, ProcessGroup, type DistributedEnv } from '../distributed/process-group';
 import { cudaDeviceCount } from '../runtime';
 import { Tensor } from '../tensor';
+
+/**
+ * The device of the worker with this LOCAL_RANK: 'cuda' (no index) binds to cuda:LOCAL_RANK, as
+ * torchrun scripts do; an explicit index or the CPU is kept.
+ */
+export function rankDevice(configured: string, localRank: number, cudaDevices: number): string {
+  if (configured !== 'cuda') return configured;
+  if (localRank >= cudaDevices) {
+    throw new ConfigError(`LOCAL_RANK=${localRank} but this machine has ${cudaDevices} CUDA device(s): start at most ${cudaDevices} workers per machine`);
+  }
+  return `cuda:${localRank}`;
+}
 
 /**
  * The trainer's view of a torchrun-style launch: the process group, where this rank sits, and the
@@ -25,22 +36,14 @@ export class DataParallel {
   get rank(): number { return this.where.rank; }
   get worldSize(): number { return this.where.worldSize; }
 
-  /**
-   * The device this rank trains on: 'cuda' (no index) binds to cuda:LOCAL_RANK, as torchrun scripts
-   * do; an explicit index or the CPU is kept.
-   */
+  /** The device this rank trains on (see rankDevice). */
   device(configured: string): string {
-    if (configured !== 'cuda') return configured;
-    const count = cudaDeviceCount();
-    if (this.where.localRank >= count) {
-      throw new ConfigError(`LOCAL_RANK=${this.where.localRank} but this machine has ${count} CUDA device(s): start at most ${count} processes per node`);
-    }
-    return `cuda:${this.where.localRank}`;
+    return rankDevice(configured, this.where.localRank, configured === 'cuda' ? cudaDeviceCount() : 0);
   }
 
   /** Averages gradients over ranks in ~25 MB buckets: every rank then takes the same step. */
   averageGradients(grads: Tensor[]): Promise<void> {
-    return allReduceBucketed(this.group, grads, 'avg');
+    return this.group.allReduce(grads, 'avg');
   }
 
   /** True when any rank says so (so that all ranks stop at the same step). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
@@ -7,6 +7,7 @@ import { noGrad } from '../grad-mode';
 import type { CausalLM } from '../models/causal-lm';
 import type { DataParallel } from './data-parallel';
 import { batchLogps } from './dpo-step';
+import { writeFileAtomic } from '../atomic-file';
 
 export interface ReferenceLogps {
   chosen: Float64Array;
@@ -75,8 +76,7 @@ export async function precomputeReferenceLogps(
   if (parallel) all = await parallel.sum(all);
   if (path && (!parallel || parallel.rank === 0)) {
     mkdirSync(options.cacheDir!, { recursive: true });
-    writeFileSync(`${path}.partial`, new Uint8Array(all.buffer));
-    renameSync(`${path}.partial`, path);
+    writeFileAtomic(path, new Uint8Array(all.buffer));
   }
   return { logps: { chosen: all.slice(0, pairs.length), rejected: all.slice(pairs.length) }, cached: false, path };
 }

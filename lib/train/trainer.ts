@@ -16,7 +16,6 @@ import { beginCheckpoint, finishCheckpoint, listCheckpoints, optimizerFile, part
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, pairLoss, type MicroStepResult } from './dpo-step';
 import { noGrad } from '../grad-mode';
-import { broadcastBucketed } from '../distributed/buckets';
 import { ShardedAdamW } from '../distributed/sharded-adamw';
 import { writeSafetensors } from '../models/safetensors';
 import type { Tensor } from '../tensor';
@@ -101,7 +100,7 @@ export class DPOTrainer extends EventEmitter {
       if (device !== 'cpu' || c.dtype) await this.policy.to({ device, dtype: c.dtype });
     }
     // Every rank starts from rank 0's weights.
-    if (this.parallel) await broadcastBucketed(this.parallel.group, (await this.policy.namedParameters()).map((p) => p.tensor), 0);
+    if (this.parallel) await noGrad(async () => this.parallel!.group.broadcast((await this.policy.namedParameters()).map((p) => p.tensor), 0));
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await this.policy.train(!c.disable_dropout);
     this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
@@ -159,7 +158,11 @@ export class DPOTrainer extends EventEmitter {
     if (this.sharded) {
       if (this.isMain) beginCheckpoint(c.output_dir, this.step, tag);
       await this.parallel!.barrier();
-      await writeSafetensors(join(partialCheckpointDir(c.output_dir, this.step, tag), optimizerFile(this.rank)), this.optimizer.stateTensors());
+      const partial = partialCheckpointDir(c.output_dir, this.step, tag);
+      if (!existsSync(partial)) {
+        throw new TorchDpoError(`optimizer_sharding: rank ${this.rank} does not see ${partial}, which rank 0 created: every rank writes its optimizer file into the checkpoint, so output_dir must be one folder shared by all ranks (the same path on shared storage)`, 'ERR_CONFIG');
+      }
+      await writeSafetensors(join(partial, optimizerFile(this.rank)), this.optimizer.stateTensors());
       await this.parallel!.barrier();
     }
     if (this.isMain) {
