@@ -91,7 +91,9 @@ export class ShardedAdamW {
       for (const piece of this.pieces) {
         const p = this.params[piece.param].tensor;
         // view(), not reshape(): an update must land in the parameter, never in a copy.
-        this.views.push(await (await p.view([-1])).narrow(0, piece.start, piece.length));
+        const flat = await p.view([-1]);
+        this.views.push(await flat.narrow(0, piece.start, piece.length));
+        flat.dispose();
         this.expAvg.push(await zeros([piece.length], { dtype: p.dtype, device: p.device }));
         this.expAvgSq.push(await zeros([piece.length], { dtype: p.dtype, device: p.device }));
       }
