@@ -5,6 +5,7 @@
 #include "fused_ops.h"
 #include "host_data.h"
 #include "ops.h"
+#include "grad_reducer.h"
 #include "process_group.h"
 #include "runtime.h"
 #include "script_module.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createModule", Napi::Function::New<ModuleHandle::Create>(env, "createModule"));
   Napi::Function groupClass = DefineProcessGroupClass(env);
   AddonState::Of(env).processGroupConstructor = Napi::Persistent(groupClass);
+  AddonState::Of(env).gradReducerConstructor = Napi::Persistent(DefineGradReducerClass(env));
   exports.Set("NativeProcessGroup", groupClass);
   exports.Set("createProcessGroup", Napi::Function::New<CreateProcessGroup>(env, "createProcessGroup"));
   exports.Set("fromData", Napi::Function::New<TensorFromHostData>(env, "fromData"));

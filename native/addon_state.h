@@ -27,6 +27,7 @@ class AddonState {
   Napi::FunctionReference tensorConstructor;
   Napi::FunctionReference moduleConstructor;
   Napi::FunctionReference processGroupConstructor;
+  Napi::FunctionReference gradReducerConstructor;
 
  private:
   std::map<std::string, std::unique_ptr<DeviceWorker>> workers_;

@@ -1,19 +1,15 @@
 #include "process_group.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/api/include/torch/cuda.h>
-#ifdef TORCH_DPO_WITH_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 
 #include <chrono>
-#include <map>
-#include <utility>
 
 #include "addon_state.h"
 #include "errors.h"
+#include "grad_reducer.h"
+#include "group_state.h"
 #include "tensor_handle.h"
 
 namespace torch_dpo {
@@ -21,100 +17,6 @@ namespace torch_dpo {
 namespace {
 
 constexpr napi_type_tag kGroupTag = {0x4e1f0b7a9c2d3e61ULL, 0x8a5b6c7d0e1f2a3bULL};
-
-enum class Reduce { Sum, Avg, Max, Min };
-
-// Like PyTorch's default "cpu:gloo,cuda:nccl" group: Gloo for CPU tensors (and for CUDA tensors
-// when NCCL is not built), NCCL for CUDA tensors. Both share one TCPStore under separate prefixes.
-struct GroupState {
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
-#ifdef TORCH_DPO_WITH_NCCL
-  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
-#endif
-  int rank;
-  int size;
-
-  bool UsesNccl(const c10::Device& device) const {
-#ifdef TORCH_DPO_WITH_NCCL
-    return device.is_cuda() && nccl;
-#else
-    return false;
-#endif
-  }
-
-  // Calls body with the backend for tensors on `device` (the backends share no base class across
-  // libtorch 1.13 and 2.x, so this dispatches on the concrete types).
-  template <typename Body>
-  void On(const c10::Device& device, Body&& body) {
-#ifdef TORCH_DPO_WITH_NCCL
-    if (UsesNccl(device)) return body(*nccl);
-#endif
-    body(*gloo);
-  }
-
-  // One flat buffer per (dtype, device), grown to the largest bucket and reused: a fresh buffer per
-  // collective costs first-touch page faults that dwarf loopback transfer time on CPU.
-  at::Tensor Scratch(int slot, const at::TensorOptions& options, int64_t numel) {
-    auto key = std::make_tuple(slot, options.dtype().toScalarType(), options.device().str());
-    at::Tensor& buffer = scratch[key];
-    if (!buffer.defined() || buffer.numel() < numel) buffer = at::empty({numel}, options);
-    return buffer.narrow(0, 0, numel);
-  }
-  std::map<std::tuple<int, at::ScalarType, std::string>, at::Tensor> scratch;
-
-  std::vector<std::string> Backends() const {
-    std::vector<std::string> out{"gloo"};
-#ifdef TORCH_DPO_WITH_NCCL
-    if (nccl) out.push_back("nccl");
-#endif
-    return out;
-  }
-};
-
-c10d::ReduceOp ToC10d(Reduce op) {
-  // Gloo has no AVG: sum, then divide (done by the caller for every backend, so results agree).
-  return op == Reduce::Max ? c10d::ReduceOp::MAX : op == Reduce::Min ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
-}
-
-constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
-
-// Consecutive runs of tensors with one dtype and device, up to ~25 MB each (as DDP's reducer).
-std::vector<std::vector<at::Tensor>> Buckets(const std::vector<at::Tensor>& tensors) {
-  std::vector<std::vector<at::Tensor>> out;
-  int64_t bytes = 0;
-  for (const auto& t : tensors) {
-    const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
-    if (out.empty() || out.back()[0].scalar_type() != t.scalar_type() || out.back()[0].device() != t.device() || bytes + size > kBucketBytes) {
-      out.emplace_back();
-      bytes = 0;
-    }
-    out.back().push_back(t);
-    bytes += size;
-  }
-  return out;
-}
-
-int64_t TotalNumel(const std::vector<at::Tensor>& tensors) {
-  int64_t n = 0;
-  for (const auto& t : tensors) n += t.numel();
-  return n;
-}
-
-// Copies tensors end to end into flat (which may be longer), or back out of it.
-void Pack(const std::vector<at::Tensor>& tensors, at::Tensor flat) {
-  int64_t offset = 0;
-  for (const auto& t : tensors) {
-    flat.narrow(0, offset, t.numel()).copy_(t.reshape({-1}));
-    offset += t.numel();
-  }
-}
-void Unpack(const at::Tensor& flat, const std::vector<at::Tensor>& tensors) {
-  int64_t offset = 0;
-  for (const auto& t : tensors) {
-    const_cast<at::Tensor&>(t).copy_(flat.narrow(0, offset, t.numel()).view(t.sizes()));
-    offset += t.numel();
-  }
-}
 
 Reduce ParseReduce(const Napi::CallbackInfo& info, size_t index, const char* what) {
   std::string op = info.Length() > index && info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "sum";
@@ -273,6 +175,11 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     });
   }
 
+  // gradReducer(params) → NativeGradReducer: bucket all-reduces overlapped with backward.
+  Napi::Value GradReducer(const Napi::CallbackInfo& info) {
+    return CreateGradReducer(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined());
+  }
+
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     return Run(info.Env(), c10::Device(c10::kCPU), [](GroupState& g) {
       g.gloo->barrier()->wait();
@@ -345,6 +252,7 @@ Napi::Function DefineProcessGroupClass(Napi::Env env) {
       GroupHandle::InstanceMethod<&GroupHandle::AllGather>("allGather"),
       GroupHandle::InstanceMethod<&GroupHandle::ReduceScatter>("reduceScatter"),
       GroupHandle::InstanceMethod<&GroupHandle::AllGatherSlices>("allGatherSlices"),
+      GroupHandle::InstanceMethod<&GroupHandle::GradReducer>("gradReducer"),
       GroupHandle::InstanceMethod<&GroupHandle::Barrier>("barrier"),
   });
 }

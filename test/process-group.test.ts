@@ -26,13 +26,34 @@ const t = require(process.env.TORCH_DPO_DIST);
   await group.allReduce([m, v], 'sum');
   const owned = [t.Tensor.from([where.rank, where.rank]), t.Tensor.from([[where.rank], [where.rank]])];
   await group.allGatherSlices(owned);
+  // Gradients averaged while backward runs: grad of sum((rank+1)·w) is rank+1 → average 1.5.
+  const w = t.Tensor.from([1, 2, 3], { requiresGrad: true });
+  const reducer = group.gradReducer([w]);
+  reducer.arm();
+  await (await (await w.mul(where.rank + 1)).sum()).backward();
+  await reducer.finish();
+  const reduced = { grad: await (await w.grad()).toArray(), ...reducer.stats() };
+  await (await (await w.mul(where.rank + 1)).sum()).backward(); // not armed: reduced in finish()
+  await reducer.finish();
+  reduced.unarmed = reducer.stats().launchedInBackward;
+  reducer.dispose();
+  // Two 16 MB parameters: two buckets, launched in order as backward finalises them.
+  const big = [await t.ones([4 << 20]), await t.ones([4 << 20])];
+  for (const p of big) await p.setRequiresGrad(true);
+  const bigReducer = group.gradReducer(big);
+  bigReducer.arm();
+  await (await (await (await big[0].mul(where.rank + 1)).sum()).add(await (await big[1].mul(3 * (where.rank + 1))).sum())).backward();
+  await bigReducer.finish();
+  const bigGrads = await Promise.all(big.map(async (p) => { const g = await p.grad(); return [await (await g.amin()).item(), await (await g.amax()).item()]; }));
+  reduced.big = { grads: bigGrads, ...bigReducer.stats() };
+  bigReducer.dispose();
   let mixed = '';
   try { await group.reduceScatter([t.Tensor.from([1]), t.Tensor.from([1], { dtype: 'float64' })]); } catch (e) { mixed = e.message; }
   await group.barrier();
   process.stdout.write(JSON.stringify({
     rank: group.rank, size: group.size, backends: group.backends, avg: await x.toArray(), b: await b.toArray(), parts: await Promise.all(parts.map((p) => p.item())),
     scattered: await scattered.toArray(), scatteredAvg: await scatteredAvg.toArray(), input: await input.toArray(), padded: await padded.toArray(),
-    m: await m.toArray(), v: await v.toArray(), owned: await Promise.all(owned.map((o) => o.toArray())), mixed,
+    m: await m.toArray(), v: await v.toArray(), owned: await Promise.all(owned.map((o) => o.toArray())), mixed, reduced,
   }));
   group.dispose();
 })().catch((e) => { process.stderr.write(e.message); process.exit(1); });
@@ -68,6 +89,7 @@ describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
       // [r, r, r, r] end to end: rank 0 owns elements 0-1, rank 1 elements 2-3.
       expect(r.owned).toEqual([[0, 0], [1, 1]]);
       expect(r.mixed).toMatch(/one dtype/);
+      expect(r.reduced).toEqual({ grad: [1.5, 1.5, 1.5], buckets: 1, launchedInBackward: 1, unarmed: 0, big: { grads: [[1.5, 1.5], [4.5, 4.5]], buckets: 2, launchedInBackward: 2 } });
     }
     // Sum over ranks of [1..6]·(rank+1) = [3, 6, 9, 12, 15, 18]; rank 0 keeps the first half.
     expect(a.scattered).toEqual([3, 6, 9]);

@@ -1,5 +1,5 @@
 import { ConfigError, DisposedError } from '../errors';
-import { native, type NativeProcessGroup } from '../native/binding';
+import { native, type NativeGradReducer, type NativeProcessGroup } from '../native/binding';
 import { settle, Tensor } from '../tensor';
 
 /** Where this process sits in a torchrun-style launch. */
@@ -92,9 +92,50 @@ export class ProcessGroup {
   allGatherSlices(tensors: Tensor[]): Promise<void> {
     return settle('allGatherSlices', this.handle.allGatherSlices(tensors.map((t) => t.handle)));
   }
+  /**
+   * Averages the gradients of `params` over ranks with the reduction overlapped with backward: arm()
+   * before the backward whose gradients are final (the last micro-batch of a step), finish() after.
+   */
+  gradReducer(params: Tensor[]): GradReducer {
+    return new GradReducer(this.handle.gradReducer(params.map((p) => p.handle)));
+  }
   barrier(): Promise<void> {
     return settle('barrier', this.handle.barrier());
   }
+  dispose(): void {
+    this.#handle?.dispose();
+    this.#handle = null;
+  }
+}
+
+/** Gradient averaging overlapped with backward: buckets are all-reduced as backward finalises them. */
+export class GradReducer {
+  #handle: NativeGradReducer | null;
+
+  constructor(handle: NativeGradReducer) {
+    this.#handle = handle;
+  }
+
+  private get handle(): NativeGradReducer {
+    if (!this.#handle) throw new DisposedError('GradReducer');
+    return this.#handle;
+  }
+
+  /** The next backward launches each bucket's all-reduce as soon as its gradients are final. */
+  arm(): void {
+    this.handle.arm();
+  }
+
+  /** Resolves when every gradient holds its average over ranks. */
+  finish(): Promise<void> {
+    return settle('gradient all-reduce', this.handle.finish());
+  }
+
+  /** Of the last finish(): buckets, and how many of them backward had already launched (the overlap). */
+  stats(): { buckets: number; launchedInBackward: number } {
+    return this.handle.stats();
+  }
+
   dispose(): void {
     this.#handle?.dispose();
     this.#handle = null;

@@ -84,7 +84,21 @@ export interface NativeProcessGroup {
   reduceScatter(tensors: NativeTensor[], op: 'sum' | 'avg' | 'max' | 'min', out?: NativeTensor): Promise<NativeTensor | undefined>;
   /** The tensors end to end as one flat array padded to a multiple of the world size: every rank receives slice r from rank r. */
   allGatherSlices(tensors: NativeTensor[]): Promise<void>;
+  /** Hooks on the parameters' gradient accumulators that all-reduce ~25 MB buckets during backward. */
+  gradReducer(params: NativeTensor[]): NativeGradReducer;
   barrier(): Promise<void>;
+}
+
+/** Gradient averaging overlapped with backward (DDP's reducer). */
+export interface NativeGradReducer {
+  /** The next backward launches each bucket's all-reduce once its gradients are final. */
+  arm(): void;
+  /** Waits for every bucket (launching those backward did not) and writes the averages into the gradients. */
+  finish(): Promise<void>;
+  /** Of the last finish(): buckets, and how many of them backward had already launched. */
+  stats(): { buckets: number; launchedInBackward: number };
+  /** Releases the reducer; its hooks become no-ops. */
+  dispose(): void;
 }
 
 export type OpAttrValue = number | bigint | boolean | string | number[];

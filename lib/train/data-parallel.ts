@@ -41,10 +41,6 @@ export class DataParallel {
     return rankDevice(configured, this.where.localRank, configured === 'cuda' ? cudaDeviceCount() : 0);
   }
 
-  /** Averages gradients over ranks in ~25 MB buckets: every rank then takes the same step. */
-  averageGradients(grads: Tensor[]): Promise<void> {
-    return this.group.allReduce(grads, 'avg');
-  }
 
   /** True when any rank says so (so that all ranks stop at the same step). */
   async any(flag: boolean): Promise<boolean> {

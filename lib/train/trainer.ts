@@ -16,9 +16,9 @@ import { beginCheckpoint, finishCheckpoint, listCheckpoints, optimizerFile, part
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, pairLoss, type MicroStepResult } from './dpo-step';
 import { noGrad } from '../grad-mode';
+import type { GradReducer } from '../distributed/process-group';
 import { ShardedAdamW } from '../distributed/sharded-adamw';
 import { writeSafetensors } from '../models/safetensors';
-import type { Tensor } from '../tensor';
 import { DataParallel } from './data-parallel';
 import { writeHtmlReport } from '../report/html-report';
 import { TensorBoardWriter } from '../report/tensorboard';
@@ -70,6 +70,8 @@ export class DPOTrainer extends EventEmitter {
   private tensorboard: TensorBoardWriter | null = null;
   /** Data parallel: the process group and this rank's place when WORLD_SIZE > 1 (torchrun's environment). */
   parallel: DataParallel | null = null;
+  /** Without optimizer sharding: averages gradients over ranks while backward runs. */
+  private gradReducer: GradReducer | null = null;
 
   get rank(): number { return this.parallel?.rank ?? 0; }
   get worldSize(): number { return this.parallel?.worldSize ?? 1; }
@@ -133,6 +135,7 @@ export class DPOTrainer extends EventEmitter {
     const adamw = { lr: c.learning_rate, betas: [c.adam_beta1, c.adam_beta2] as [number, number], eps: c.adam_epsilon, weightDecay: c.weight_decay };
     const parameters = await this.policy.namedParameters();
     this.optimizer = c.optimizer_sharding && this.parallel ? new ShardedAdamW(parameters, adamw, this.parallel.group) : new AdamW(parameters, adamw);
+    if (this.parallel && this.optimizer instanceof AdamW) this.gradReducer = this.parallel.group.gradReducer(this.optimizer.params.map((p) => p.tensor));
     mkdirSync(c.output_dir, { recursive: true });
     if (c.report_to.includes('tensorboard') && this.isMain) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
     if (c.resume_from_checkpoint) {
@@ -257,6 +260,8 @@ export class DPOTrainer extends EventEmitter {
       for (let k = 0; k < micro.length; k += 1) {
         const indices = micro[k];
         const reference = this.refLogps ? pick(this.refLogps, indices) : this.reference;
+        // Gradients are final in the last micro-batch's backward: reduce them over ranks as it runs.
+        if (k === micro.length - 1) this.gradReducer?.arm();
         // Submit this micro-batch's forward, then build the next batch while the device works.
         const pending = microStep(this.policy, reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
         const next = k + 1 < micro.length ? collateAt(k + 1) : null;
@@ -340,16 +345,13 @@ export class DPOTrainer extends EventEmitter {
   }
 
   /**
-   * Gradients averaged over ranks (all-reduced in buckets, or reduce-scattered to their owners with
-   * optimizer sharding), clipped to max_grad_norm; returns the global norm before clipping.
+   * Gradients averaged over ranks (all-reduced in buckets during backward, or reduce-scattered to their
+   * owners with optimizer sharding), clipped to max_grad_norm; returns the global norm before clipping.
    */
   private async averagedGradNorm(): Promise<number> {
     const maxNorm = this.config.max_grad_norm ?? undefined;
     if (this.optimizer instanceof ShardedAdamW) return this.optimizer.reduceGradients(maxNorm);
-    if (this.parallel) {
-      const grads = (await Promise.all(this.optimizer.params.map((p) => p.tensor.grad()))).filter((g): g is Tensor => g !== null);
-      await this.parallel.averageGradients(grads);
-    }
+    await this.gradReducer?.finish();
     return this.optimizer.clipGradNorm(maxNorm);
   }
 
@@ -366,6 +368,7 @@ export class DPOTrainer extends EventEmitter {
   dispose(): void {
     this.policy?.dispose();
     this.reference?.dispose();
+    this.gradReducer?.dispose();
     this.parallel?.dispose();
   }
 }
