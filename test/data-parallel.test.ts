@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,6 +107,29 @@ describe('data-parallel DPO (launch, 2 ranks, Gloo)', () => {
     expect(Date.now() - started).toBeLessThan(15000);
     const pid = Number(/\[rank 0\] pid (\d+)/.exec(run.stdout)![1]);
     expect(() => process.kill(pid, 0)).toThrow(); // no orphan left behind
+  });
+
+  it('joins workers of two launchers (--nnodes 2) into one group, as on two machines', async () => {
+    const port = String(await freePort());
+    const script = `const t = require(${JSON.stringify(join(__dirname, '..', 'dist'))});
+(async () => {
+  const g = await t.ProcessGroup.init(t.distributedEnv(), { timeoutMs: 30000 });
+  const x = t.Tensor.from([Number(process.env.RANK) + 1]);
+  await g.allReduce([x], 'sum');
+  console.log(JSON.stringify({ rank: process.env.RANK, local: process.env.LOCAL_RANK, world: process.env.WORLD_SIZE, localWorld: process.env.LOCAL_WORLD_SIZE, sum: await x.item() }));
+  g.dispose();
+})();`;
+    const node = (rank: number) => new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'launch', '--nnodes', '2', '--node-rank', String(rank), '--nproc-per-node', '2', '--master-port', port, '--', process.execPath, '-e', script]);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('exit', (code) => resolve({ code, out }));
+    });
+    const [first, second] = await Promise.all([node(0), node(1)]);
+    expect([first.code, second.code]).toEqual([0, 0]);
+    const rows = (first.out + second.out).trim().split('\n').map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, '')));
+    expect(rows.map((r) => `${r.rank}/${r.local}/${r.world}/${r.localWorld}`).sort()).toEqual(['0/0/4/2', '1/1/4/2', '2/0/4/2', '3/1/4/2']);
+    for (const r of rows) expect(r.sum).toBe(10);
   });
 
   it('rejects bad launch arguments', () => {
