@@ -37,6 +37,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/build/Release" >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
 cmake --build build --parallel "$(nproc)" >>"$OUT/cmake.log" 2>&1 || { grep -E 'error|Error' -A3 "$OUT/cmake.log" | head -60; exit 1; }
 ls -la build/Release
+grep -i "nccl" "$OUT/cmake.log" | head -3  # whether CUDA collectives go over NCCL (cuda.test.ts exercises them)
 
 step "doctor"
 node dist/cli/main.js doctor
