@@ -31,15 +31,22 @@ const numel = (file: string) => [...readSafetensors(file).tensors.values()].redu
 describe('data-parallel DPO (launch, 2 ranks, Gloo)', () => {
   it('2 ranks × 4 pairs (and 2 ranks × 2 micro-batches × 2 pairs) follow 1 process × 8 pairs over 10 steps', async () => {
     const { dir, config } = project();
-    const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=8'], { encoding: 'utf8' });
+    // Evaluation (every 5 steps, 5 pairs per batch over 96 pairs) is split over the ranks and summed.
+    const evaluation = ['--set', `eval_dataset=${join(dir, 'train.jsonl')}`, '--set', 'eval_steps=5', '--set', 'per_device_eval_batch_size=5'];
+    const single = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=8', ...evaluation], { encoding: 'utf8' });
     succeeded(single);
     const port = await freePort();
     const launched = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(port), '--',
-      'train', '--config', config, '--set', `output_dir=${join(dir, 'two')}`, '--set', 'per_device_train_batch_size=4'], { encoding: 'utf8' });
+      'train', '--config', config, '--set', `output_dir=${join(dir, 'two')}`, '--set', 'per_device_train_batch_size=4', ...evaluation], { encoding: 'utf8' });
     succeeded(launched);
     expect(launched.stdout).toMatch(/\[rank 0\] done after 10 steps/);
     expect(launched.stdout).not.toMatch(/\[rank 1\] step/); // only rank 0 logs
     close(losses(join(dir, 'one', 'metrics.jsonl')), losses(join(dir, 'two', 'metrics.jsonl')));
+    const evals = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'eval_loss' in r);
+    const [oneEval, twoEval] = [evals(join(dir, 'one', 'metrics.jsonl')), evals(join(dir, 'two', 'metrics.jsonl'))];
+    expect(twoEval.map((r) => r.step)).toEqual([5, 10]);
+    close(oneEval.map((r) => r.eval_loss), twoEval.map((r) => r.eval_loss));
+    close(oneEval.map((r) => r['eval_rewards/accuracies']), twoEval.map((r) => r['eval_rewards/accuracies']));
     // Gradient accumulation: only the last micro-batch's backward reduces over ranks (2 × 2 × 2 pairs).
     const accumulated = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--',
       'train', '--config', config, '--set', `output_dir=${join(dir, 'accumulated')}`, '--set', 'per_device_train_batch_size=2', '--set', 'gradient_accumulation_steps=2'], { encoding: 'utf8' });

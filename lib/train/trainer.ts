@@ -207,8 +207,13 @@ export class DPOTrainer extends EventEmitter {
   async evaluate(pairs: TokenizedPair[] = this.evalPairs): Promise<Record<string, number>> {
     if (pairs.length === 0) throw new TorchDpoError('evaluate: no evaluation pairs (set eval_dataset)', 'ERR_CONFIG');
     const size = this.config.per_device_eval_batch_size;
+    const starts = Array.from({ length: Math.ceil(pairs.length / size) }, (_, i) => i * size);
+    // With data parallel each rank takes every world-size-th batch; a rank left without one evaluates
+    // the first with weight 0, so that every rank knows the metric names and joins the sum.
+    const mine = starts.filter((_, i) => i % this.worldSize === this.rank);
+    const work = mine.length > 0 ? mine.map((start) => ({ start, weight: 1 })) : [{ start: 0, weight: 0 }];
     const totals: Record<string, number> = {};
-    for (let start = 0; start < pairs.length; start += size) {
+    for (const { start, weight } of work) {
       const chunk = pairs.slice(start, start + size);
       const batch = collate(chunk, { padId: this.tokenizer.padId, padToMultipleOf: this.config.pad_to_multiple_of });
       try {
@@ -218,13 +223,14 @@ export class DPOTrainer extends EventEmitter {
         }
         const r = await noGrad(() => pairLoss(this.policy, precomputed ?? this.reference, batch, this.loss, this.config.use_fused_linear));
         r.result.dispose();
-        totals.loss = (totals.loss ?? 0) + r.loss * r.pairs;
-        for (const [key, value] of Object.entries(r.metrics)) totals[key] = (totals[key] ?? 0) + value * r.pairs;
+        for (const [key, value] of Object.entries({ loss: r.loss, ...r.metrics })) totals[key] = (totals[key] ?? 0) + value * r.pairs * weight;
       } finally {
         disposeBatch(batch);
       }
     }
-    return Object.fromEntries(Object.entries(totals).map(([key, value]) => [`eval_${key}`, value / pairs.length]));
+    const keys = Object.keys(totals).sort();
+    const summed = this.parallel ? await this.parallel.sum(Float64Array.from(keys.map((k) => totals[k]))) : keys.map((k) => totals[k]);
+    return Object.fromEntries(keys.map((key, i) => [`eval_${key}`, summed[i] / pairs.length]));
   }
 
   /** Optimizer steps per epoch and in the whole run. */
