@@ -71,16 +71,6 @@ export async function finishCheckpoint(
   return final;
 }
 
-/** Writes output_dir/checkpoint-<step> atomically (one process). */
-export async function writeCheckpoint(
-  outputDir: string,
-  step: number,
-  parts: { exportWeights: (dir: string) => Promise<void>; optimizer: Map<string, Tensor>; state: Omit<TrainerState, 'version' | 'rng'> },
-  keep?: number,
-): Promise<string> {
-  return finishCheckpoint(beginCheckpoint(outputDir, step), outputDir, step, parts, keep);
-}
-
 /**
  * Reads a checkpoint folder (the optimizer file of `rank` when it was written sharded); restores the
  * generator states. Weights are loaded by the caller.
