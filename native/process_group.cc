@@ -18,6 +18,19 @@ namespace {
 
 constexpr napi_type_tag kGroupTag = {0x4e1f0b7a9c2d3e61ULL, 0x8a5b6c7d0e1f2a3bULL};
 
+// Runs an in-place collective over ~25 MB buckets of the tensors: a lone contiguous tensor directly,
+// several packed into the reused scratch buffer and unpacked afterwards.
+template <typename Collective>
+void Coalesced(GroupState& g, const std::vector<at::Tensor>& tensors, Collective&& collective) {
+  for (const auto& bucket : Buckets(tensors)) {
+    const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
+    std::vector<at::Tensor> flat{single ? bucket[0] : g.Scratch(0, bucket[0].options(), TotalNumel(bucket))};
+    if (!single) Pack(bucket, flat[0]);
+    g.On(flat[0].device(), [&](auto& backend) { collective(backend, flat); });
+    if (!single) Unpack(flat[0], bucket);
+  }
+}
+
 Reduce ParseReduce(const Napi::CallbackInfo& info, size_t index, const char* what) {
   std::string op = info.Length() > index && info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "sum";
   if (op == "sum") return Reduce::Sum;
@@ -56,14 +69,10 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     return Run(info.Env(), tensors[0].device(), [tensors, op](GroupState& g) {
       c10d::AllreduceOptions options;
       options.reduceOp = ToC10d(op);
-      for (const auto& bucket : Buckets(tensors)) {
-        const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
-        std::vector<at::Tensor> flat{single ? bucket[0] : g.Scratch(0, bucket[0].options(), TotalNumel(bucket))};
-        if (!single) Pack(bucket, flat[0]);
-        g.On(flat[0].device(), [&](auto& backend) { backend.allreduce(flat, options)->wait(); });
+      Coalesced(g, tensors, [&](auto& backend, std::vector<at::Tensor>& flat) {
+        backend.allreduce(flat, options)->wait();
         if (op == Reduce::Avg) flat[0].div_(g.size);
-        if (!single) Unpack(flat[0], bucket);
-      }
+      });
       return Completer();
     });
   }
@@ -76,13 +85,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     return Run(info.Env(), tensors[0].device(), [tensors, root](GroupState& g) {
       c10d::BroadcastOptions options;
       options.rootRank = root;
-      for (const auto& bucket : Buckets(tensors)) {
-        const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
-        std::vector<at::Tensor> flat{single ? bucket[0] : g.Scratch(0, bucket[0].options(), TotalNumel(bucket))};
-        if (!single) Pack(bucket, flat[0]);
-        g.On(flat[0].device(), [&](auto& backend) { backend.broadcast(flat, options)->wait(); });
-        if (!single) Unpack(flat[0], bucket);
-      }
+      Coalesced(g, tensors, [&](auto& backend, std::vector<at::Tensor>& flat) { backend.broadcast(flat, options)->wait(); });
       return Completer();
     });
   }

@@ -37,12 +37,10 @@ export const optimizerFile = (rank: number | null) => (rank === null ? 'optimize
 /** The temporary folder a checkpoint is assembled in (every rank must name the same one). */
 export const partialCheckpointDir = (outputDir: string, step: number, tag: number) => join(outputDir, `.checkpoint-${step}.partial-${tag}`);
 
-/** Starts a checkpoint: an empty temporary folder, renamed by finishCheckpoint when complete. */
-export function beginCheckpoint(outputDir: string, step: number, tag: number = process.pid): string {
-  const partial = partialCheckpointDir(outputDir, step, tag);
+/** Starts a checkpoint in its temporary folder (emptied), renamed by finishCheckpoint when complete. */
+export function beginCheckpoint(partial: string): void {
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(partial, { recursive: true });
-  return partial;
 }
 
 /**

@@ -41,7 +41,6 @@ export class DataParallel {
     return rankDevice(configured, this.where.localRank, configured === 'cuda' ? cudaDeviceCount() : 0);
   }
 
-
   /** True when any rank says so (so that all ranks stop at the same step). */
   async any(flag: boolean): Promise<boolean> {
     const t = Tensor.from([flag ? 1 : 0], { dtype: 'float32' });

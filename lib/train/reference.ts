@@ -53,8 +53,8 @@ export async function precomputeReferenceLogps(
   if (cached && everyRankHasIt) {
     return { logps: { chosen: cached.slice(0, pairs.length), rejected: cached.slice(pairs.length) }, cached: true, path };
   }
-  const chosen = new Float64Array(pairs.length);
-  const rejected = new Float64Array(pairs.length);
+  // chosen log-probs in [0, n), rejected in [n, 2n): the cache file's layout.
+  let all: Float64Array = new Float64Array(pairs.length * 2);
   const [rank, ranks] = parallel ? [parallel.rank, parallel.worldSize] : [0, 1];
   for (let start = rank * options.batchSize; start < pairs.length; start += options.batchSize * ranks) {
     const chunk = pairs.slice(start, start + options.batchSize);
@@ -62,16 +62,13 @@ export async function precomputeReferenceLogps(
     try {
       const { logps } = await noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: options.fusedLinear }));
       const values = Array.from((await logps.toTypedArray()) as ArrayLike<number>);
-      chosen.set(values.slice(0, chunk.length), start);
-      rejected.set(values.slice(chunk.length), start);
+      all.set(values.slice(0, chunk.length), start);
+      all.set(values.slice(chunk.length), pairs.length + start);
       logps.dispose();
     } finally {
       disposeBatch(batch);
     }
   }
-  let all: Float64Array = new Float64Array(pairs.length * 2);
-  all.set(chosen);
-  all.set(rejected, pairs.length);
   // Each entry was computed by exactly one rank (zeros elsewhere), so the sum over ranks is a gather.
   if (parallel) all = await parallel.sum(all);
   if (path && (!parallel || parallel.rank === 0)) {

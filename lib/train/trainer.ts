@@ -157,11 +157,10 @@ export class DPOTrainer extends EventEmitter {
   async saveCheckpoint(): Promise<string> {
     const c = this.config;
     const final = join(c.output_dir, `checkpoint-${this.step}`);
-    const tag = this.parallel?.tag ?? process.pid;
+    const partial = partialCheckpointDir(c.output_dir, this.step, this.parallel?.tag ?? process.pid);
+    if (this.isMain) beginCheckpoint(partial);
     if (this.sharded) {
-      if (this.isMain) beginCheckpoint(c.output_dir, this.step, tag);
       await this.parallel!.barrier();
-      const partial = partialCheckpointDir(c.output_dir, this.step, tag);
       if (!existsSync(partial)) {
         throw new TorchDpoError(`optimizer_sharding: rank ${this.rank} does not see ${partial}, which rank 0 created: every rank writes its optimizer file into the checkpoint, so output_dir must be one folder shared by all ranks (the same path on shared storage)`, 'ERR_CONFIG');
       }
@@ -169,7 +168,7 @@ export class DPOTrainer extends EventEmitter {
       await this.parallel!.barrier();
     }
     if (this.isMain) {
-      await finishCheckpoint(this.sharded ? partialCheckpointDir(c.output_dir, this.step, tag) : beginCheckpoint(c.output_dir, this.step, tag), c.output_dir, this.step, {
+      await finishCheckpoint(partial, c.output_dir, this.step, {
         exportWeights: (dir) => this.policy.exportSafetensors(dir),
         optimizer: this.sharded ? null : this.optimizer.stateTensors(),
         state: {
