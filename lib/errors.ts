@@ -44,3 +44,15 @@ export class DataError extends TorchDpoError {
     super(message, 'ERR_DATA', options);
   }
 }
+
+/**
+ * A file-system operation failed: the message names the action, the path, the OS reason and, during
+ * training, the step. `osCode` keeps the OS code (ENOSPC, EACCES, EROFS, …).
+ */
+export class FileError extends TorchDpoError {
+  readonly osCode: string | undefined;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_FILE', options);
+    this.osCode = (options?.cause as NodeJS.ErrnoException | undefined)?.code;
+  }
+}

@@ -39,14 +39,22 @@ export function setRngStates(states: Uint8Array[]): void {
   native().setRngStates(states);
 }
 
-/** Live tensors held from JS (count, bytes of distinct storages) and CUDA allocator figures. */
+/** Live tensors held from JS (count, bytes of distinct storages), the CPU allocator's and CUDA's figures. */
 export function memory(): NativeMemory {
   return native().memory();
 }
 
-/** Returns cached, unused CUDA memory to the driver (no-op without CUDA). */
+/** Returns cached, unused memory to the system: the CPU allocator's blocks and CUDA's cache. */
 export function emptyCache(): void {
   native().emptyCache();
+}
+
+/**
+ * Caps the bytes the caching CPU allocator keeps for reuse (default: a quarter of physical memory, or
+ * TORCH_DPO_CPU_CACHE_LIMIT at startup); what is cached above the cap is released now.
+ */
+export function setCpuCacheLimit(bytes: number): void {
+  native().setCpuCacheLimit(bytes);
 }
 
 export interface BlasInfo {

@@ -2,6 +2,8 @@
 #include <napi.h>
 
 #include "addon_state.h"
+#include "cpu_caching_allocator.h"
+#include "errors.h"
 #include "fused_ops.h"
 #include "host_data.h"
 #include "ops.h"
@@ -14,6 +16,8 @@
 namespace torch_dpo {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Before the first tensor: every CPU allocation from here on is cached (see cpu_caching_allocator.h).
+  Guarded(env, [] { InstallCachingCpuAllocator(); });
   AddonState::Install(env);
   Napi::Function tensorClass = TensorHandle::DefineClass(env);
   AddonState::Of(env).tensorConstructor = Napi::Persistent(tensorClass);

@@ -22,6 +22,7 @@
 #endif
 
 #include "addon_state.h"
+#include "cpu_caching_allocator.h"
 #include "errors.h"
 #include "tensor_handle.h"
 
@@ -128,6 +129,16 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("liveTensors", static_cast<double>(live.tensors));
   out.Set("liveBytes", static_cast<double>(live.bytes));
+  CpuAllocatorStats cpuStats = CachingCpuAllocatorStats();
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("caching", Napi::Boolean::New(env, cpuStats.caching));
+  cpu.Set("allocatedBytes", static_cast<double>(cpuStats.allocatedBytes));
+  cpu.Set("peakAllocatedBytes", static_cast<double>(cpuStats.peakAllocatedBytes));
+  cpu.Set("cachedBytes", static_cast<double>(cpuStats.cachedBytes));
+  cpu.Set("cacheLimitBytes", static_cast<double>(cpuStats.cacheLimitBytes));
+  cpu.Set("cacheHits", static_cast<double>(cpuStats.hits));
+  cpu.Set("cacheMisses", static_cast<double>(cpuStats.misses));
+  out.Set("cpu", cpu);
   Napi::Array cuda = Napi::Array::New(env);
 #ifdef TORCH_DPO_WITH_CUDA
   Guarded(env, [&] {
@@ -149,12 +160,28 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  EmptyCpuCache();
 #ifdef TORCH_DPO_WITH_CUDA
   Guarded(info.Env(), [] {
     if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
   });
 #endif
   return info.Env().Undefined();
+}
+
+Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double bytes = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(bytes >= 0) || bytes > 9007199254740991.0) throw Napi::RangeError::New(env, "setCpuCacheLimit needs a byte count >= 0");
+  torch_dpo::SetCpuCacheLimit(static_cast<size_t>(bytes));
+  return env.Undefined();
+}
+
+// Ends the process now, without running exit handlers or static destructors: a worker thread may be
+// inside libtorch, whose teardown would then wait on it or crash. Used by "exit without saving".
+Napi::Value ExitImmediately(const Napi::CallbackInfo& info) {
+  int code = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1;
+  std::_Exit(code);
 }
 
 Napi::Value ShowConfig(const Napi::CallbackInfo& info) {
@@ -197,6 +224,8 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("rngStates", Napi::Function::New<RngStates>(env, "rngStates"));
   exports.Set("setRngStates", Napi::Function::New<SetRngStates>(env, "setRngStates"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
+  exports.Set("exitImmediately", Napi::Function::New<ExitImmediately>(env, "exitImmediately"));
+  exports.Set("setCpuCacheLimit", Napi::Function::New<SetCpuCacheLimit>(env, "setCpuCacheLimit"));
   exports.Set("showConfig", Napi::Function::New<ShowConfig>(env, "showConfig"));
   exports.Set("parallelInfo", Napi::Function::New<ParallelInfo>(env, "parallelInfo"));
   exports.Set("loadedBlas", Napi::Function::New<LoadedBlas>(env, "loadedBlas"));

@@ -65,7 +65,8 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : ObjectWrap<TensorHa
   // Only big storages are worth GC pressure: reporting every small tensor made V8 collect so often
   // that the pauses showed in the event loop's p99 latency while training.
   constexpr int64_t kReportedBytes = int64_t{1} << 20;
-  const int64_t bytes = tensor_.has_storage() && tensor_.is_cpu() ? static_cast<int64_t>(tensor_.storage().nbytes()) : 0;
+  // CUDA storages too: on a GPU nothing else would make V8 collect forgotten logits in time.
+  const int64_t bytes = tensor_.has_storage() ? static_cast<int64_t>(tensor_.storage().nbytes()) : 0;
   externalBytes_ = bytes >= kReportedBytes ? bytes : 0;
   int64_t ignored;
   if (externalBytes_ > 0) napi_adjust_external_memory(env_, externalBytes_, &ignored);

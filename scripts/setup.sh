@@ -53,8 +53,6 @@ if [ -n "${LIBTORCH:-}${Torch_DIR:-}${CMAKE_PREFIX_PATH:-}${LIBTORCH_USE_PYTORCH
 else
   apt_install libtorch-dev libgloo-dev libopenblas0-pthread
 fi
-# A retaining allocator for the CLI's training commands (lib/cli/allocator.ts); optional elsewhere.
-if command -v apt-get >/dev/null 2>&1; then apt_install libjemalloc2; fi
 
 # npm dependencies, when missing or older than the lock file.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -29,7 +29,8 @@ function loadConfig(values: { config?: string; set?: string[] }, usage: string, 
 async function withTrainer<T>(config: Record<string, unknown>, body: (t: DPOTrainer) => Promise<T>): Promise<T> {
   const trainer = new DPOTrainer(config as never);
   try {
-    await trainer.setup();
+    // These commands read output_dir at most: no lock, so they work beside a running training.
+    await trainer.setup({ writesOutput: false });
     return await body(trainer);
   } finally {
     trainer.dispose();
@@ -72,6 +73,6 @@ export async function runExport(args: string[]): Promise<number> {
 
 export function runReport(args: string[]): number {
   if (args.length !== 1) throw new ConfigError(`report takes one output_dir\n${REPORT_USAGE}`);
-  process.stdout.write(`${writeHtmlReport(args[0])}\n`);
+  process.stdout.write(`${writeHtmlReport(args[0], undefined, (message) => process.stderr.write(`torch-dpo report: warning: ${message}\n`))}\n`);
   return 0;
 }

@@ -1,14 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { ConfigError } from '../errors';
-import { allocatorEnv } from './allocator';
+import { LAUNCHER_PID_VARIABLE } from './launch-link';
 
 export const LAUNCH_USAGE = `usage: torch-dpo launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- <command> [args]
 
 Starts N worker processes on this node with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE,
 LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). <command> is a torch-dpo command (train, eval, …) or any
-executable. Output lines are prefixed with the rank; SIGINT/SIGTERM are forwarded; when a worker
-fails, the others are stopped and launch exits with its code.
+executable. Output lines are prefixed with the rank; SIGINT/SIGTERM/SIGHUP reach each worker once
+(workers run in their own process group, so a terminal's Ctrl-C is not delivered twice); when a
+worker fails, the others are stopped and launch exits with its code; when launch itself is killed,
+torch-dpo workers stop too.
 `;
 
 const TORCH_DPO_COMMANDS = new Set(['train', 'eval', 'precompute-ref', 'export', 'demo', 'doctor']);
@@ -63,18 +65,22 @@ export function runLaunch(args: string[], cliPath: string): Promise<number> {
       // Whoever ignores the polite signal is killed: no orphans survive a failed launch.
       setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, 10000).unref();
     };
-    const forward = (signal: NodeJS.Signals) => () => { for (const c of children) c.kill(signal); };
-    const onInt = forward('SIGINT');
-    const onTerm = forward('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
+    let signalled = false;
+    const forward = (signal: NodeJS.Signals) => () => {
+      signalled = true;
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
+    };
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as NodeJS.Signals[]).map((name) => [name, forward(name)] as const);
+    for (const [name, handler] of handlers) process.on(name, handler);
     for (let local = 0; local < o.nprocPerNode; local += 1) {
       const rank = o.nodeRank * o.nprocPerNode + local;
       const child = spawn(exe, exeArgs, {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        // The IPC channel tells a torch-dpo worker when the launcher is gone (see launch-link.ts);
+        // detached: a process group of its own, so signals come from the launcher only.
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        detached: true,
         env: {
-          // Workers get the allocator directly, so none re-executes itself (that would hide a grandchild).
-          ...process.env, ...(allocatorEnv() ?? {}), RANK: String(rank), LOCAL_RANK: String(local), WORLD_SIZE: String(o.nnodes * o.nprocPerNode),
+          ...process.env, [LAUNCHER_PID_VARIABLE]: String(process.pid), RANK: String(rank), LOCAL_RANK: String(local), WORLD_SIZE: String(o.nnodes * o.nprocPerNode),
           LOCAL_WORLD_SIZE: String(o.nprocPerNode), MASTER_ADDR: o.masterAddr, MASTER_PORT: String(o.masterPort),
         },
       });
@@ -86,13 +92,15 @@ export function runLaunch(args: string[], cliPath: string): Promise<number> {
         if (failed && !finished) {
           finished = true;
           exitCode = code ?? (signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1);
-          process.stderr.write(`launch: rank ${rank} exited with ${code ?? signal}; stopping the other workers\n`);
-          stopOthers('SIGTERM');
+          // After a forwarded signal, workers exiting with 130/143 are the stop that was asked for.
+          if (!signalled) {
+            process.stderr.write(`launch: rank ${rank} exited with ${code ?? signal}; stopping the other workers\n`);
+            stopOthers('SIGTERM');
+          }
         }
         remaining -= 1;
         if (remaining === 0) {
-          process.off('SIGINT', onInt);
-          process.off('SIGTERM', onTerm);
+          for (const [name, handler] of handlers) process.off(name, handler);
           resolve(exitCode);
         }
       });

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { reexecWithAllocator } from './allocator';
 import { runDoctor } from './doctor';
 import { EVAL_USAGE, EXPORT_USAGE, PRECOMPUTE_USAGE, REPORT_USAGE, runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { DEMO_USAGE, runDemo } from './demo';
 import { LAUNCH_USAGE, runLaunch } from './launch';
 import { describeFailure, runTrain, TRAIN_USAGE } from './train';
+import { exitWithLauncher } from './launch-link';
 
 const USAGE = `usage: torch-dpo <command> [options]
 
@@ -48,16 +48,20 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usages[name] ?? USAGE);
     return 0;
   }
-  return command(rest);
+  try {
+    return await command(rest);
+  } catch (err) {
+    // node:util parseArgs: an unknown or malformed flag is a usage error, not a failure.
+    const code = (err as { code?: string }).code ?? '';
+    if (!code.startsWith('ERR_PARSE_ARGS')) throw err;
+    process.stderr.write(`torch-dpo ${name}: ${(err as Error).message.split('\n')[0]} (torch-dpo ${name} --help lists the options)\n`);
+    return 2;
+  }
 }
 
-// Training commands run under a retaining allocator when the system has one (see allocator.ts).
-const HEAVY = new Set(['train', 'demo', 'eval', 'precompute-ref', 'export']);
-
 if (require.main === module) {
-  const args = process.argv.slice(2);
-  const rerun = HEAVY.has(args[0] ?? '') ? reexecWithAllocator(process.argv.slice(1)) : null;
-  (rerun ?? main(args)).then(
+  exitWithLauncher();
+  main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
       process.stderr.write(`torch-dpo: ${describeFailure(err)}\n`);

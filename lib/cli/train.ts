@@ -1,18 +1,20 @@
 import { parseArgs } from 'node:util';
 import { TorchDpoError } from '../errors';
-import { DPOTrainer, type LogRecord } from '../train/trainer';
+import { DPOTrainer, StoppedBeforeTrainingError, type LogRecord } from '../train/trainer';
+import { StopSignals } from './stop-signals';
 import { applyOverrides, readConfigFile } from './config-file';
 
 export const TRAIN_USAGE = `usage: torch-dpo train --config <file.yaml|json> [--set key=value ...]
 
 Runs DPO training with TRL's option names (see README). --set overrides any option
 (dotted keys for nested ones, values parsed as JSON when possible). SIGINT/SIGTERM finish the
-current optimizer step, save a checkpoint and exit with 130/143.
+current optimizer step, save a checkpoint and exit with 130/143; further signals do not interrupt the
+save; a third SIGINT exits at once without saving.
 `;
 
 function formatLog(r: LogRecord): string {
   const f = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
-  return `step ${r.step} | epoch ${f(r.epoch, 2)} | loss ${f(r.loss)} | acc ${f(r['rewards/accuracies'], 3)} | margin ${f(r['rewards/margins'])} | lr ${r.learning_rate.toExponential(2)} | ${Math.round(r.tokens_per_second)} tok/s`;
+  return `step ${r.step} | epoch ${f(r.epoch, 2)} | loss ${f(r.loss)} | acc ${f(r['rewards/accuracies'], 3)} | margin ${f(r['rewards/margins'])} | lr ${r.learning_rate.toExponential(2)} | ${Math.round(r.tokens_per_second)} tok/s | nonfinite ${r.nonfinite_steps ?? 0}`;
 }
 
 export async function runTrain(args: string[]): Promise<number> {
@@ -23,37 +25,26 @@ export async function runTrain(args: string[]): Promise<number> {
   }
   const config = applyOverrides(readConfigFile(values.config), values.set ?? []);
   const trainer = new DPOTrainer(config as never);
-  const controller = new AbortController();
-  let signalCode = 0;
-  const onSignal = (code: number) => () => {
-    signalCode = code;
-    process.stderr.write('torch-dpo: stopping after this step and saving a checkpoint…\n');
-    controller.abort();
-  };
-  const onInt = onSignal(130);
-  const onTerm = onSignal(143);
-  process.once('SIGINT', onInt);
-  process.once('SIGTERM', onTerm);
+  const stop = new StopSignals('train', () => trainer.stopPlan()).install();
+  const bar = process.stdout.isTTY ? new ProgressBar() : null;
+  // Messages clear the bar's line first; the next step redraws it.
+  const say = (line: string) => process.stdout.write(`${bar ? '\r\x1b[K' : ''}${line}\n`);
+  trainer.on('notice', (message: string) => process.stderr.write(`${bar ? '\r\x1b[K' : ''}torch-dpo train: ${message}\n`));
   try {
-    await trainer.setup();
+    try {
+      await trainer.setup({ signal: stop.signal });
+    } catch (err) {
+      if (err instanceof StoppedBeforeTrainingError) {
+        process.stderr.write(`torch-dpo train: ${err.message}\n`);
+        return stop.code || 130;
+      }
+      throw err;
+    }
     const r = trainer.dataReport;
     process.stdout.write(`data: ${r.kept} pairs kept of ${r.rowsRead} (${JSON.stringify(r.formats)}), dropped ${JSON.stringify(r.dropped)}; ${trainer.plan.totalSteps} steps\n`);
     const total = trainer.plan.totalSteps;
-    const started = Date.now();
     let latest: LogRecord | null = null;
-    // On a terminal, one line redrawn per step; elsewhere (CI, files) plain lines per logging_steps.
-    const bar = process.stdout.isTTY
-      ? (step: number) => {
-          const done = step / total;
-          const eta = ((Date.now() - started) / step) * (total - step) / 1000;
-          const cells = Math.round(done * 24);
-          const stats = latest ? ` loss ${latest.loss.toFixed(4)} acc ${latest['rewards/accuracies'].toFixed(2)} margin ${latest['rewards/margins'].toFixed(3)} ${Math.round(latest.tokens_per_second)} tok/s` : '';
-          process.stdout.write(`\r[${'#'.repeat(cells)}${'.'.repeat(24 - cells)}] ${step}/${total}${stats} ETA ${eta.toFixed(0)}s\x1b[K`);
-        }
-      : null;
-    // Messages clear the bar's line first; the next step redraws it.
-    const say = (line: string) => process.stdout.write(`${bar ? '\r\x1b[K' : ''}${line}\n`);
-    trainer.on('step', ({ step }: { step: number }) => bar?.(step));
+    trainer.on('step', ({ step }: { step: number }) => bar?.draw(step, total, latest));
     trainer.on('log', (record: LogRecord) => {
       latest = record;
       if (!bar) process.stdout.write(`${formatLog(record)}\n`);
@@ -62,13 +53,29 @@ export async function runTrain(args: string[]): Promise<number> {
     trainer.on('eval', (m: Record<string, number>) => say(`eval step ${m.step} | loss ${m.eval_loss.toFixed(4)} | acc ${m['eval_rewards/accuracies'].toFixed(3)}`));
     trainer.on('export', (path: string) => say(`final model: ${path}`));
     trainer.on('report', (path: string) => say(`report: ${path}`));
-    const result = await trainer.train({ signal: controller.signal });
-    process.stdout.write(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps; metrics in ${trainer.config.output_dir}/metrics.jsonl\n`);
-    return result.stopped === 'aborted' ? signalCode || 130 : 0;
+    const result = await trainer.train({ signal: stop.signal });
+    const saved = result.checkpoint ? `; newest checkpoint ${result.checkpoint}` : '; no checkpoint';
+    say(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps${saved}; metrics in ${trainer.config.output_dir}/metrics.jsonl`);
+    if (result.nonfiniteSteps > 0) {
+      process.stderr.write(`torch-dpo train: WARNING: ${result.nonfiniteSteps} of ${result.steps} steps skipped: non-finite loss or gradient (check learning_rate, dtype and the data)\n`);
+    }
+    return result.stopped === 'aborted' ? stop.code || 130 : 0;
   } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
+    stop.uninstall();
     trainer.dispose();
+  }
+}
+
+/** One line redrawn per step on a terminal: progress, the latest logged metrics, ETA. */
+class ProgressBar {
+  private readonly started = Date.now();
+
+  draw(step: number, total: number, latest: LogRecord | null): void {
+    const done = step / total;
+    const eta = ((Date.now() - this.started) / step) * (total - step) / 1000;
+    const cells = Math.round(done * 24);
+    const stats = latest ? ` loss ${latest.loss.toFixed(4)} acc ${latest['rewards/accuracies'].toFixed(2)} margin ${latest['rewards/margins'].toFixed(3)} ${Math.round(latest.tokens_per_second)} tok/s nonfinite ${latest.nonfinite_steps ?? 0}` : '';
+    process.stdout.write(`\r[${'#'.repeat(cells)}${'.'.repeat(24 - cells)}] ${step}/${total}${stats} ETA ${eta.toFixed(0)}s\x1b[K`);
   }
 }
 

@@ -111,9 +111,23 @@ export interface NativeVersion {
   cudaBuild: boolean;
 }
 
+/** The caching CPU allocator (native/cpu_caching_allocator.cc); caching is false when TORCH_DPO_CPU_CACHE_LIMIT=0. */
+export interface NativeCpuMemory {
+  caching: boolean;
+  /** Bytes in tensors now (size classes), and the most there ever were. */
+  allocatedBytes: number;
+  peakAllocatedBytes: number;
+  /** Freed bytes kept for reuse, and the cap on them. */
+  cachedBytes: number;
+  cacheLimitBytes: number;
+  cacheHits: number;
+  cacheMisses: number;
+}
+
 export interface NativeMemory {
   liveTensors: number;
   liveBytes: number;
+  cpu: NativeCpuMemory;
   cuda: { device: number; allocatedBytes: number; reservedBytes: number; peakAllocatedBytes: number }[];
 }
 
@@ -143,7 +157,12 @@ export interface NativeAddon {
   /** Generator states [cpu, cuda:0, …] as bytes (checkpoints). */
   rngStates(): Uint8Array[];
   setRngStates(states: Uint8Array[]): void;
+  /** Gives cached CPU blocks and cached CUDA memory back to the system. */
   emptyCache(): void;
+  /** Caps the bytes the CPU allocator keeps cached (releasing what is above). */
+  setCpuCacheLimit(bytes: number): void;
+  /** Ends the process at once (no exit handlers, no static destructors) with this code. */
+  exitImmediately(code: number): never;
   showConfig(): string;
   parallelInfo(): string;
   loadedBlas(): string[];

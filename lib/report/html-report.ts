@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataError } from '../errors';
 import { writeFileAtomic } from '../atomic-file';
+import { parseMetricsLines } from '../train/metrics-log';
 
 type Row = Record<string, number>;
 
@@ -38,22 +39,18 @@ function chart(title: string, rows: Row[], series: string[]): string {
 ${paths}<text x="${L + 4}" y="${T + 10}" font-size="10">${legend}</text></svg></figure>`;
 }
 
-/** Reads output_dir/metrics.jsonl (training and eval_ records). */
-export function readMetrics(outputDir: string): Row[] {
+/** Reads output_dir/metrics.jsonl (training and eval_ records); a torn last line is left out with a warning. */
+export function readMetrics(outputDir: string, warn: (message: string) => void = () => {}): Row[] {
   const file = join(outputDir, 'metrics.jsonl');
   if (!existsSync(file)) throw new DataError(`${file} does not exist: is ${outputDir} a torch-dpo output_dir?`);
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l, i) => {
-    try {
-      return JSON.parse(l) as Row;
-    } catch (err) {
-      throw new DataError(`${file}:${i + 1}: ${(err as Error).message}`);
-    }
-  });
+  const { rows, torn } = parseMetricsLines(readFileSync(file, 'utf8'), file);
+  if (torn) warn(torn);
+  return rows;
 }
 
 /** Writes output_dir/report.html: one self-contained page of SVG charts (no scripts, no network). */
-export function writeHtmlReport(outputDir: string, title = 'torch-dpo run'): string {
-  const rows = readMetrics(outputDir);
+export function writeHtmlReport(outputDir: string, title = 'torch-dpo run', warn?: (message: string) => void): string {
+  const rows = readMetrics(outputDir, warn);
   const last = [...rows].reverse().find((r) => Number.isFinite(r.loss));
   const lastEval = [...rows].reverse().find((r) => Number.isFinite(r.eval_loss));
   const summary = [last && `step ${last.step}: loss ${last.loss.toFixed(4)}, reward accuracy ${last['rewards/accuracies']?.toFixed(3)}, margin ${last['rewards/margins']?.toFixed(4)}`,

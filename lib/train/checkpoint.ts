@@ -1,9 +1,13 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file';
 import { DataError } from '../errors';
+import { faultPoint } from '../fault-point';
+import { fileAction, fileActionAsync } from '../file-errors';
 import { entryToTensor, readSafetensors, writeSafetensors } from '../models/safetensors';
 import { cudaDeviceCount, rngStates, setRngStates } from '../runtime';
 import type { Tensor } from '../tensor';
+import { isProcessAlive } from './process-liveness';
 
 /** What a checkpoint stores beside the weights and optimizer moments. */
 export interface TrainerState {
@@ -11,6 +15,8 @@ export interface TrainerState {
   step: number;
   optimizerSteps: number;
   tokensSeen: number;
+  /** Steps skipped so far because of a non-finite loss or gradient. */
+  nonfiniteSteps?: number;
   /** Data-parallel ranks the run had; resume needs the same. */
   worldSize?: number;
   /** ZeRO-1: each rank's optimizer moments are in optimizer.rank-<r>.safetensors instead of optimizer.safetensors. */
@@ -20,15 +26,65 @@ export interface TrainerState {
   config: Record<string, unknown>;
 }
 
-const CHECKPOINT = /^checkpoint-(\d+)$/;
+/**
+ * Written last into a checkpoint: every other file and its size. A checkpoint without it, or whose
+ * files do not match it, is incomplete (a save that was interrupted) and is never resumed from.
+ */
+export const MANIFEST = 'manifest.json';
+interface Manifest {
+  version: 1;
+  step: number;
+  files: Record<string, number>;
+}
 
-export function listCheckpoints(outputDir: string): { step: number; path: string }[] {
-  if (!existsSync(outputDir)) return [];
-  return readdirSync(outputDir)
-    .map((name) => ({ match: CHECKPOINT.exec(name), name }))
-    .filter((e) => e.match && existsSync(join(outputDir, e.name, 'trainer_state.json')))
-    .map((e) => ({ step: Number(e.match![1]), path: join(outputDir, e.name) }))
-    .sort((a, b) => a.step - b.step);
+const CHECKPOINT = /^checkpoint-(\d+)$/;
+/** Temporary folders: a checkpoint being assembled, or one set aside to be deleted. Named by the pid that made them. */
+const TEMPORARY = /^\.checkpoint-(\d+)\.(partial|trash)-(\d+)$/;
+
+export interface CheckpointEntry {
+  step: number;
+  path: string;
+}
+
+/** Why the checkpoint folder is not complete, or null when its manifest and files agree. */
+export function incompleteReason(path: string): string | null {
+  const manifestPath = join(path, MANIFEST);
+  if (!existsSync(manifestPath)) return `no ${MANIFEST} (the save did not finish)`;
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  } catch (err) {
+    return `${MANIFEST} is unreadable (${(err as Error).message})`;
+  }
+  for (const [file, size] of Object.entries(manifest.files ?? {})) {
+    const filePath = join(path, file);
+    if (!existsSync(filePath)) return `${file} is missing`;
+    const actual = statSync(filePath).size;
+    if (actual !== size) return `${file} has ${actual} bytes, the manifest says ${size}`;
+  }
+  return null;
+}
+
+/** Checkpoint folders of output_dir, oldest first, split into complete ones and the others with why. */
+export function scanCheckpoints(outputDir: string): { complete: CheckpointEntry[]; incomplete: (CheckpointEntry & { reason: string })[] } {
+  const complete: CheckpointEntry[] = [];
+  const incomplete: (CheckpointEntry & { reason: string })[] = [];
+  if (!existsSync(outputDir)) return { complete, incomplete };
+  for (const name of readdirSync(outputDir)) {
+    const match = CHECKPOINT.exec(name);
+    if (!match) continue;
+    const entry = { step: Number(match[1]), path: join(outputDir, name) };
+    const reason = incompleteReason(entry.path);
+    if (reason) incomplete.push({ ...entry, reason });
+    else complete.push(entry);
+  }
+  const byStep = (a: CheckpointEntry, b: CheckpointEntry) => a.step - b.step;
+  return { complete: complete.sort(byStep), incomplete: incomplete.sort(byStep) };
+}
+
+/** The complete checkpoints of output_dir, oldest first. */
+export function listCheckpoints(outputDir: string): CheckpointEntry[] {
+  return scanCheckpoints(outputDir).complete;
 }
 
 /** The optimizer file of a checkpoint: one for the run, or one per rank with optimizer sharding. */
@@ -36,17 +92,49 @@ export const optimizerFile = (rank: number | null) => (rank === null ? 'optimize
 
 /** The temporary folder a checkpoint is assembled in (every rank must name the same one). */
 export const partialCheckpointDir = (outputDir: string, step: number, tag: number) => join(outputDir, `.checkpoint-${step}.partial-${tag}`);
+const trashDir = (outputDir: string, step: number) => join(outputDir, `.checkpoint-${step}.trash-${process.pid}`);
+
+/**
+ * Tidies temporary checkpoint folders left by processes that are gone (killed during a save or a
+ * prune): one that is complete while its checkpoint-<step> is missing is moved into place (a kill
+ * between "set aside" and "rename in" leaves the step only there); the rest are removed. Folders of
+ * live processes are left alone. Returns one line per folder, saying what was done.
+ */
+export function recoverStaleTemporaries(outputDir: string): string[] {
+  if (!existsSync(outputDir)) return [];
+  const done: string[] = [];
+  // Sorted: a step's new copy (partial) is considered before its old one (trash).
+  for (const name of readdirSync(outputDir).sort()) {
+    const match = TEMPORARY.exec(name);
+    if (!match || isProcessAlive(Number(match[3]))) continue;
+    const path = join(outputDir, name);
+    const final = join(outputDir, `checkpoint-${match[1]}`);
+    if (!existsSync(final) && incompleteReason(path) === null) {
+      fileAction('move into place', path, () => renameSync(path, final));
+      done.push(`recovered ${final} from ${name}, complete but left aside by a run that was killed`);
+      continue;
+    }
+    fileAction('remove the stale folder', path, () => rmSync(path, { recursive: true, force: true }));
+    done.push(`removed ${path}, left by a run that was killed while saving or pruning`);
+  }
+  return done;
+}
 
 /** Starts a checkpoint in its temporary folder (emptied), renamed by finishCheckpoint when complete. */
-export function beginCheckpoint(partial: string): void {
-  rmSync(partial, { recursive: true, force: true });
-  mkdirSync(partial, { recursive: true });
+export function beginCheckpoint(partial: string, step: number): void {
+  fileAction('create the checkpoint folder', partial, () => {
+    rmSync(partial, { recursive: true, force: true });
+    mkdirSync(partial, { recursive: true });
+  }, `at step ${step}`);
+  faultPoint('checkpoint:begin');
 }
 
 /**
  * Completes output_dir/checkpoint-<step> from its temporary folder: weights, optimizer moments (unless
- * each rank wrote its own), state; then the rename, so an interrupted save never replaces or corrupts
- * a good checkpoint. Keeps the newest `keep` checkpoints.
+ * each rank wrote its own), state, and last the manifest; then it is renamed into place. An existing
+ * checkpoint of the same step is renamed aside first and deleted only once the new one is in place,
+ * so at every instant output_dir holds a complete copy. Then keeps the newest `keep` checkpoints.
+ * A failure (full disk, I/O error) removes the temporary folder and names the file and step.
  */
 export async function finishCheckpoint(
   partial: string,
@@ -56,26 +144,83 @@ export async function finishCheckpoint(
   keep?: number,
 ): Promise<string> {
   const final = join(outputDir, `checkpoint-${step}`);
-  await parts.exportWeights(partial);
-  if (parts.optimizer) await writeSafetensors(join(partial, optimizerFile(null)), parts.optimizer);
-  const state: TrainerState = { version: 1, ...parts.state, rng: rngStates().map((s) => Buffer.from(s).toString('base64')) };
-  writeFileSync(join(partial, 'trainer_state.json'), `${JSON.stringify(state, null, 1)}\n`);
-  rmSync(final, { recursive: true, force: true });
-  renameSync(partial, final);
-  if (keep !== undefined) {
-    const all = listCheckpoints(outputDir);
-    for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old.path, { recursive: true, force: true });
+  const at = `at step ${step}`;
+  try {
+    await fileActionAsync('write the weights into', partial, () => parts.exportWeights(partial), at);
+    faultPoint('checkpoint:weights');
+    if (parts.optimizer) {
+      const file = join(partial, optimizerFile(null));
+      await fileActionAsync('write', file, () => writeSafetensors(file, parts.optimizer!), at);
+    }
+    faultPoint('checkpoint:optimizer');
+    const state: TrainerState = { version: 1, ...parts.state, rng: rngStates().map((s) => Buffer.from(s).toString('base64')) };
+    const stateFile = join(partial, 'trainer_state.json');
+    fileAction('write', stateFile, () => writeFileAtomic(stateFile, `${JSON.stringify(state, null, 1)}\n`), at);
+    faultPoint('checkpoint:state');
+    writeManifest(partial, step);
+    faultPoint('checkpoint:manifest');
+  } catch (err) {
+    rmSync(partial, { recursive: true, force: true });
+    throw err;
   }
+  installCheckpoint(partial, final, outputDir, step);
+  if (keep !== undefined) pruneCheckpoints(outputDir, keep);
   return final;
 }
 
+function writeManifest(dir: string, step: number): void {
+  const files: Record<string, number> = {};
+  for (const name of readdirSync(dir).sort()) files[name] = statSync(join(dir, name)).size;
+  const manifest: Manifest = { version: 1, step, files };
+  const path = join(dir, MANIFEST);
+  fileAction('write', path, () => writeFileAtomic(path, `${JSON.stringify(manifest, null, 1)}\n`), `at step ${step}`);
+}
+
+/** Renames a complete temporary folder into place (an old copy of the same step goes aside first). */
+function installCheckpoint(partial: string, final: string, outputDir: string, step: number): void {
+  const aside = existsSync(final) ? trashDir(outputDir, step) : null;
+  fileAction('move into place the checkpoint', final, () => {
+    if (aside) {
+      renameSync(final, aside);
+      faultPoint('checkpoint:aside');
+    }
+    renameSync(partial, final);
+    syncFolder(outputDir);
+  }, `at step ${step}`);
+  faultPoint('checkpoint:installed');
+  if (aside) rmSync(aside, { recursive: true, force: true });
+}
+
+/** Keeps the newest `keep` complete checkpoints; each older one is renamed to a trash name, then deleted. */
+export function pruneCheckpoints(outputDir: string, keep: number): void {
+  const all = listCheckpoints(outputDir);
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) {
+    const trash = trashDir(outputDir, old.step);
+    fileAction('set aside the old checkpoint', old.path, () => renameSync(old.path, trash));
+    faultPoint('prune:trashed');
+    rmSync(trash, { recursive: true, force: true });
+  }
+}
+
+/** Makes renames inside a folder durable (the folder's entries reach the disk). */
+function syncFolder(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
- * Reads a checkpoint folder (the optimizer file of `rank` when it was written sharded); restores the
- * generator states. Weights are loaded by the caller.
+ * Reads a complete checkpoint folder (the optimizer file of `rank` when it was written sharded);
+ * restores the generator states. Weights are loaded by the caller.
  */
 export function readCheckpoint(path: string, rank: number | null = null): { state: TrainerState; optimizer: Map<string, Tensor> } {
   const stateFile = join(path, 'trainer_state.json');
   if (!existsSync(stateFile)) throw new DataError(`${path}: not a checkpoint (no trainer_state.json)`);
+  const reason = incompleteReason(path);
+  if (reason) throw new DataError(`${path} is incomplete: ${reason}; resume from an earlier checkpoint (resume_from_checkpoint: true picks the newest complete one)`);
   const state = JSON.parse(readFileSync(stateFile, 'utf8')) as TrainerState;
   if (state.version !== 1) throw new DataError(`${stateFile}: unknown checkpoint version ${String(state.version)}`);
   const optimizer = new Map<string, Tensor>();

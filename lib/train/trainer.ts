@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import { loadPreferenceData, type DataReport } from '../data/preference-data';
@@ -12,7 +12,8 @@ import { parseDpoLossConfig, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel, loadModel } from '../models/causal-lm';
 import { manualSeed } from '../runtime';
 import { AdamW } from './adamw';
-import { beginCheckpoint, finishCheckpoint, listCheckpoints, optimizerFile, partialCheckpointDir, readCheckpoint } from './checkpoint';
+import { beginCheckpoint, finishCheckpoint, optimizerFile, partialCheckpointDir, readCheckpoint, scanCheckpoints } from './checkpoint';
+import { OutputDir } from './output-dir';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, pairLoss, type MicroStepResult } from './dpo-step';
 import { noGrad } from '../grad-mode';
@@ -25,6 +26,18 @@ import { TensorBoardWriter } from '../report/tensorboard';
 import { precomputeReferenceLogps, syncReference, type ReferenceLogps } from './reference';
 import { scheduleFactor, warmupSteps } from './schedulers';
 
+export interface TrainResult {
+  steps: number;
+  history: LogRecord[];
+  stopped: 'done' | 'aborted';
+  /** Steps skipped because of a non-finite loss or gradient (whole run). */
+  nonfiniteSteps: number;
+  /** Optimizer steps this process took (after a resume: since the checkpoint). */
+  stepsThisRun: number;
+  /** The newest checkpoint of the run, or null when none was written. */
+  checkpoint: string | null;
+}
+
 export interface LogRecord {
   step: number;
   epoch: number;
@@ -35,6 +48,13 @@ export interface LogRecord {
   tokens_per_second: number;
   step_seconds: number;
   [metric: string]: number;
+}
+
+/** A stop was asked for (a signal) before training started: nothing was trained, nothing saved. */
+export class StoppedBeforeTrainingError extends TorchDpoError {
+  constructor() {
+    super('stopped before training started: no checkpoint written', 'ERR_STOPPED');
+  }
 }
 
 /** Stops a run: too many non-finite steps in a row. The last good state is what was saved. */
@@ -67,6 +87,17 @@ export class DPOTrainer extends EventEmitter {
   step = 0;
   history: LogRecord[] = [];
   private tokensSeen = 0;
+  /** Steps skipped so far (non-finite loss or gradient), over the whole run including before a resume. */
+  nonfiniteSteps = 0;
+  /** The step this process started training from (0, or the resumed checkpoint's). */
+  private startStep = 0;
+  /** The step of the newest checkpoint this run saved or resumed from; -1 when none. */
+  private lastSavedStep = -1;
+  /** Inside an optimizer step (a stop then saves the step being finished). */
+  private stepping = false;
+  private trainingStarted = false;
+  /** Rank 0's hold on output_dir (lock, metrics). */
+  private output: OutputDir | null = null;
   private tensorboard: TensorBoardWriter | null = null;
   /** Data parallel: the process group and this rank's place when WORLD_SIZE > 1 (torchrun's environment). */
   parallel: DataParallel | null = null;
@@ -89,11 +120,20 @@ export class DPOTrainer extends EventEmitter {
     ));
   }
 
-  /** Loads model, reference, tokenizer and data, and builds the optimizer. */
-  async setup(): Promise<void> {
+  /**
+   * Takes output_dir (checked writable, locked; skipped with writesOutput: false, for commands that only
+   * read), then loads model, reference, tokenizer and data, and builds the optimizer. An aborted `signal`
+   * stops between these phases with StoppedBeforeTrainingError. Events: 'notice' (a message).
+   */
+  async setup(options: { signal?: AbortSignal; writesOutput?: boolean } = {}): Promise<void> {
     const c = this.config;
+    const stopIfAsked = () => {
+      if (options.signal?.aborted) throw new StoppedBeforeTrainingError();
+    };
     manualSeed(c.seed);
     this.parallel = await DataParallel.join(c.ddp_timeout);
+    if (this.isMain && options.writesOutput !== false) this.output = OutputDir.open(c.output_dir, (m) => this.emit('notice', m));
+    stopIfAsked();
     const device = this.parallel?.device(c.device) ?? c.device;
     if (c.model_name_or_path) {
       this.policy = await loadModel(c.model_name_or_path, { device, dtype: c.dtype });
@@ -106,6 +146,7 @@ export class DPOTrainer extends EventEmitter {
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await this.policy.train(!c.disable_dropout);
     this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
+    stopIfAsked();
     this.tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
     const { pairs, report } = await loadPreferenceData(c.train_dataset, this.tokenizer, {
       max_length: c.max_length, max_prompt_length: c.max_prompt_length, truncation_mode: c.truncation_mode,
@@ -119,6 +160,7 @@ export class DPOTrainer extends EventEmitter {
         on_invalid: c.on_invalid, dataset_num_proc: c.dataset_num_proc, cache_dir: c.cache_dir,
       })).pairs;
     }
+    stopIfAsked();
     if (c.precompute_ref_log_probs && !this.loss.reference_free) {
       // One pass with a temporary reference, then only the numbers are kept.
       const reference = this.reference!;
@@ -136,13 +178,24 @@ export class DPOTrainer extends EventEmitter {
     const parameters = await this.policy.namedParameters();
     this.optimizer = c.optimizer_sharding && this.parallel ? new ShardedAdamW(parameters, adamw, this.parallel.group) : new AdamW(parameters, adamw);
     if (this.parallel && this.optimizer instanceof AdamW) this.gradReducer = this.parallel.group.gradReducer(this.optimizer.params.map((p) => p.tensor));
-    mkdirSync(c.output_dir, { recursive: true });
-    if (c.report_to.includes('tensorboard') && this.isMain) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
-    if (c.resume_from_checkpoint) {
-      const path = c.resume_from_checkpoint === true ? listCheckpoints(c.output_dir).at(-1)?.path : c.resume_from_checkpoint;
-      if (!path) throw new TorchDpoError(`resume_from_checkpoint: no checkpoint in ${c.output_dir}`, 'ERR_CONFIG');
-      await this.resume(path);
+    if (c.report_to.includes('tensorboard') && this.output) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
+    if (c.resume_from_checkpoint) await this.resume(c.resume_from_checkpoint === true ? this.newestCompleteCheckpoint() : c.resume_from_checkpoint);
+    stopIfAsked();
+  }
+
+  /** resume_from_checkpoint: true — the newest complete checkpoint; says which newer ones it skipped and why. */
+  private newestCompleteCheckpoint(): string {
+    const { complete, incomplete } = scanCheckpoints(this.config.output_dir);
+    const newest = complete.at(-1);
+    for (const skipped of incomplete.filter((e) => !newest || e.step > newest.step)) {
+      if (this.isMain) this.emit('notice', `resume: skipping ${skipped.path}: ${skipped.reason}`);
     }
+    if (!newest) {
+      const why = incomplete.length > 0 ? ` (only incomplete ones: ${incomplete.map((e) => e.path).join(', ')})` : '';
+      throw new TorchDpoError(`resume_from_checkpoint: no complete checkpoint in ${this.config.output_dir}${why}`, 'ERR_CONFIG');
+    }
+    if (this.isMain) this.emit('notice', `resuming from ${newest.path}`);
+    return newest.path;
   }
 
   private get sharded(): boolean {
@@ -158,7 +211,7 @@ export class DPOTrainer extends EventEmitter {
     const c = this.config;
     const final = join(c.output_dir, `checkpoint-${this.step}`);
     const partial = partialCheckpointDir(c.output_dir, this.step, this.parallel?.tag ?? process.pid);
-    if (this.isMain) beginCheckpoint(partial);
+    if (this.isMain) beginCheckpoint(partial, this.step);
     if (this.sharded) {
       await this.parallel!.barrier();
       if (!existsSync(partial)) {
@@ -172,12 +225,13 @@ export class DPOTrainer extends EventEmitter {
         exportWeights: (dir) => this.policy.exportSafetensors(dir),
         optimizer: this.sharded ? null : this.optimizer.stateTensors(),
         state: {
-          step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, worldSize: this.worldSize, optimizerSharding: this.sharded,
+          step: this.step, optimizerSteps: this.optimizer.steps, tokensSeen: this.tokensSeen, nonfiniteSteps: this.nonfiniteSteps, worldSize: this.worldSize, optimizerSharding: this.sharded,
           history: this.history, config: this.config as Record<string, unknown>,
         },
       }, c.save_total_limit);
       this.emit('checkpoint', final);
     }
+    this.lastSavedStep = this.step;
     return final;
   }
 
@@ -195,7 +249,10 @@ export class DPOTrainer extends EventEmitter {
     else await this.optimizer.loadState(optimizer, state.optimizerSteps);
     for (const t of optimizer.values()) t.dispose();
     this.step = state.step;
+    this.startStep = state.step;
+    this.lastSavedStep = state.step;
     this.tokensSeen = state.tokensSeen;
+    this.nonfiniteSteps = state.nonfiniteSteps ?? 0;
     this.history = state.history as LogRecord[];
   }
 
@@ -240,102 +297,140 @@ export class DPOTrainer extends EventEmitter {
     return { stepsPerEpoch, totalSteps };
   }
 
-  async train(options: { signal?: AbortSignal } = {}): Promise<{ steps: number; history: LogRecord[]; stopped: 'done' | 'aborted' }> {
+  /**
+   * Trains to the planned step. An aborted `signal` stops between optimizer steps (all ranks at the
+   * same one) and saves a checkpoint, unless this run took no step yet or that step is saved already.
+   */
+  async train(options: { signal?: AbortSignal } = {}): Promise<TrainResult> {
     const c = this.config;
     const { stepsPerEpoch, totalSteps } = this.plan;
     const warmup = warmupSteps(totalSteps, c.warmup_steps, c.warmup_ratio);
+    this.trainingStarted = true;
+    if (this.output) {
+      // Rows after the step training restarts from were written by a run that stopped unsaved.
+      const { torn, dropped } = this.output.metrics.truncateAfter(this.step);
+      if (torn) this.emit('notice', torn);
+      if (dropped > 0) this.emit('notice', `${this.output.metrics.path}: dropped ${dropped} row(s) after step ${this.step}, written after the checkpoint this run starts from`);
+    }
     let window: LogRecord[] = [];
-    let nonFinite = 0;
+    let nonFiniteInRow = 0;
+    const result = (stopped: TrainResult['stopped']): TrainResult => ({
+      steps: this.step, history: this.history, stopped, nonfiniteSteps: this.nonfiniteSteps, stepsThisRun: this.step - this.startStep,
+      checkpoint: this.lastSavedStep >= 0 ? join(c.output_dir, `checkpoint-${this.lastSavedStep}`) : null,
+    });
     while (this.step < totalSteps) {
       if (await this.anyRank(options.signal?.aborted ?? false)) {
-        // Stop between optimizer steps (all ranks agree on which) and keep what was learned.
-        await this.saveCheckpoint();
+        // Keep what was learned since the last save; all ranks agree on the step.
+        if (this.step > this.startStep && this.step !== this.lastSavedStep) await this.saveCheckpoint();
         await this.parallel?.barrier();
-        return { steps: this.step, history: this.history, stopped: 'aborted' };
+        return result('aborted');
       }
-      const epoch = Math.floor(this.step / stepsPerEpoch);
-      const batches = this.sampler.batches(epoch);
-      const inEpoch = this.step % stepsPerEpoch;
-      const micro = batches.slice(inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps);
-      const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
+      this.stepping = true;
       const started = process.hrtime.bigint();
-      const results: MicroStepResult[] = [];
-      const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
-      let batch = collateAt(0);
-      for (let k = 0; k < micro.length; k += 1) {
-        const indices = micro[k];
-        const reference = this.refLogps ? pick(this.refLogps, indices) : this.reference;
-        // Gradients are final in the last micro-batch's backward: reduce them over ranks as it runs.
-        if (k === micro.length - 1) this.gradReducer?.arm();
-        // Submit this micro-batch's forward, then build the next batch while the device works.
-        const pending = microStep(this.policy, reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
-        const next = k + 1 < micro.length ? collateAt(k + 1) : null;
-        try {
-          results.push(await pending);
-        } catch (err) {
-          if (next) disposeBatch(next);
-          throw err;
-        } finally {
-          disposeBatch(batch);
-        }
-        if (next) batch = next;
-      }
+      const { results, pairsInStep } = await this.accumulateGradients(stepsPerEpoch);
       const gradNorm = await this.averagedGradNorm();
       // Loss and per-pair metrics of the micro-batches (weighted by their pairs), averaged over ranks
       // in one collective.
       const keys = Object.keys(results[0].metrics);
       const local = [results.reduce((s, r) => s + r.loss * r.pairs, 0), ...keys.map((key) => results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0))];
       const [lossValue, ...reduced] = await this.meanOverRanks(local.map((v) => v / pairsInStep));
-      if (!Number.isFinite(gradNorm) || !Number.isFinite(lossValue)) {
-        // A non-finite loss or gradient: skip the update, count it, stop when it keeps happening.
-        await this.optimizer.zeroGrad();
-        nonFinite += 1;
-        if (nonFinite >= c.max_nonfinite_steps) throw new TrainingDivergedError(`${nonFinite} non-finite steps in a row (last at step ${this.step + 1}): loss ${lossValue}, grad norm ${gradNorm}`);
-        this.step += 1; // the data moves on; the update is skipped
-        continue;
+      const finite = Number.isFinite(gradNorm) && Number.isFinite(lossValue);
+      if (finite) {
+        nonFiniteInRow = 0;
+        this.optimizer.lr = c.learning_rate * scheduleFactor(c.lr_scheduler_type, this.step, totalSteps, warmup);
+        await this.optimizer.step();
+      } else {
+        // A non-finite loss or gradient: skip the update (the data moves on), count it, stop when it keeps happening.
+        nonFiniteInRow += 1;
+        this.nonfiniteSteps += 1;
+        if (nonFiniteInRow >= c.max_nonfinite_steps) {
+          await this.optimizer.zeroGrad();
+          throw new TrainingDivergedError(`${nonFiniteInRow} non-finite steps in a row (last at step ${this.step + 1}): loss ${lossValue}, grad norm ${gradNorm}`);
+        }
       }
-      nonFinite = 0;
-      this.optimizer.lr = c.learning_rate * scheduleFactor(c.lr_scheduler_type, this.step, totalSteps, warmup);
-      await this.optimizer.step();
       await this.optimizer.zeroGrad();
       this.step += 1;
-      if (c.sync_ref_model && this.reference && this.step % c.ref_model_sync_steps === 0) {
+      this.stepping = false;
+      if (finite && c.sync_ref_model && this.reference && this.step % c.ref_model_sync_steps === 0) {
         await syncReference(this.policy, this.reference, c.ref_model_mixup_alpha);
       }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const tokens = results.reduce((s, r) => s + r.tokens, 0);
       this.tokensSeen += tokens;
-      const record: LogRecord = {
-        step: this.step, epoch: this.step / stepsPerEpoch, learning_rate: this.optimizer.lr, grad_norm: gradNorm, loss: lossValue,
-        num_tokens: this.tokensSeen, tokens_per_second: tokens / seconds, step_seconds: seconds,
-      };
-      keys.forEach((key, i) => (record[key] = reduced[i]));
-      record.tokens_per_second *= this.worldSize;
-      this.emit('step', { step: this.step, loss: lossValue });
-      window.push(record);
-      if ((this.step % c.logging_steps === 0 || this.step === totalSteps) && this.isMain) {
-        const averaged = averageRecords(window);
+      if (finite) {
+        const record: LogRecord = {
+          step: this.step, epoch: this.step / stepsPerEpoch, learning_rate: this.optimizer.lr, grad_norm: gradNorm, loss: lossValue,
+          num_tokens: this.tokensSeen, tokens_per_second: (tokens / seconds) * this.worldSize, step_seconds: seconds, nonfinite_steps: this.nonfiniteSteps,
+        };
+        keys.forEach((key, i) => (record[key] = reduced[i]));
+        window.push(record);
+      }
+      this.emit('step', { step: this.step, loss: lossValue, skipped: !finite });
+      if ((this.step % c.logging_steps === 0 || this.step === totalSteps) && window.length > 0) {
+        const averaged = { ...averageRecords(window), nonfinite_steps: this.nonfiniteSteps };
         window = [];
-        this.history.push(averaged);
-        appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(averaged)}\n`);
-        this.tensorboard?.scalars(this.step, prefixed('train/', averaged));
-        this.emit('log', averaged);
+        if (this.isMain) {
+          this.history.push(averaged);
+          this.output?.metrics.append(averaged);
+          this.tensorboard?.scalars(this.step, prefixed('train/', averaged));
+          this.emit('log', averaged);
+        }
       }
       if (c.eval_steps && this.evalPairs.length > 0 && (this.step % c.eval_steps === 0 || this.step === totalSteps)) {
         const metrics = { step: this.step, ...(await this.evaluate()) };
-        if (this.isMain) appendFileSync(join(c.output_dir, 'metrics.jsonl'), `${JSON.stringify(metrics)}\n`);
+        this.output?.metrics.append(metrics);
         this.tensorboard?.scalars(this.step, Object.fromEntries(Object.entries(metrics).filter(([k]) => k !== 'step').map(([k, v]) => [`eval/${k.slice(5)}`, v])));
         if (this.isMain) this.emit('eval', metrics);
       }
       if (this.step % c.save_steps === 0) await this.saveCheckpoint();
     }
-    if (this.step % c.save_steps !== 0) await this.saveCheckpoint();
+    if (this.step !== this.lastSavedStep) await this.saveCheckpoint();
     if (this.isMain) {
       if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
-      if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir));
+      if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir, undefined, (m) => this.emit('notice', m)));
     }
     await this.parallel?.barrier();
-    return { steps: this.step, history: this.history, stopped: 'done' };
+    return result('done');
+  }
+
+  /** Forward and backward of this step's micro-batches (gradients accumulate, scaled by their share of pairs). */
+  private async accumulateGradients(stepsPerEpoch: number): Promise<{ results: MicroStepResult[]; pairsInStep: number }> {
+    const c = this.config;
+    const epoch = Math.floor(this.step / stepsPerEpoch);
+    const inEpoch = this.step % stepsPerEpoch;
+    const micro = this.sampler.batches(epoch).slice(inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps);
+    const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
+    const results: MicroStepResult[] = [];
+    const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
+    let batch = collateAt(0);
+    for (let k = 0; k < micro.length; k += 1) {
+      const indices = micro[k];
+      const reference = this.refLogps ? pick(this.refLogps, indices) : this.reference;
+      // Gradients are final in the last micro-batch's backward: reduce them over ranks as it runs.
+      if (k === micro.length - 1) this.gradReducer?.arm();
+      // Submit this micro-batch's forward, then build the next batch while the device works.
+      const pending = microStep(this.policy, reference, batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
+      const next = k + 1 < micro.length ? collateAt(k + 1) : null;
+      try {
+        results.push(await pending);
+      } catch (err) {
+        if (next) disposeBatch(next);
+        throw err;
+      } finally {
+        disposeBatch(batch);
+      }
+      if (next) batch = next;
+    }
+    return { results, pairsInStep };
+  }
+
+  /** What a stop asked for now would do, for the messages of a signal handler. */
+  stopPlan(): string {
+    if (!this.trainingStarted) return 'stopping before training starts: no checkpoint is written';
+    const target = this.stepping ? this.step + 1 : this.step;
+    if (target === this.lastSavedStep) return `checkpoint-${target} is saved already`;
+    if (target === this.startStep) return 'no step was taken: no checkpoint is written';
+    return `saving checkpoint-${target}`;
   }
 
   /** The trained policy in HF layout (safetensors + config + tokenizer) and as TorchScript model.pt. */
@@ -371,6 +466,8 @@ export class DPOTrainer extends EventEmitter {
   }
 
   dispose(): void {
+    this.output?.release();
+    this.output = null;
     this.policy?.dispose();
     this.reference?.dispose();
     this.gradReducer?.dispose();
@@ -391,7 +488,7 @@ function averageRecords(records: LogRecord[]): LogRecord {
   const last = records[records.length - 1];
   const out = { ...last };
   for (const key of Object.keys(last)) {
-    if (['step', 'epoch', 'learning_rate', 'num_tokens'].includes(key)) continue;
+    if (['step', 'epoch', 'learning_rate', 'num_tokens', 'nonfinite_steps'].includes(key)) continue;
     out[key] = records.reduce((s, r) => s + r[key], 0) / records.length;
   }
   return out;
