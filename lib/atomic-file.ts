@@ -1,4 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
+import { faultPoint } from './fault-point';
 
 let written = 0;
 
@@ -13,6 +15,7 @@ export function writeFileAtomic(path: string, parts: string | Uint8Array | (stri
   const fd = openSync(temporary, 'w');
   try {
     for (const part of Array.isArray(parts) ? parts : [parts]) writeSync(fd, typeof part === 'string' ? Buffer.from(part, 'utf8') : part);
+    faultPoint(`write:${basename(path)}`); // tests: a kill or a full disk between writing and renaming
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

@@ -14,7 +14,7 @@ const counts = new Map<string, number>();
 export function faultPoint(name: string): void {
   const spec = process.env.TORCH_DPO_FAULT_POINT;
   if (!spec) return;
-  const match = /^([^@:]+)(?:@(\d+))?(?::(\w+))?$/.exec(spec);
+  const match = /^(.+?)(?:@(\d+))?(?::(kill|pause|E[A-Z]+))?$/.exec(spec);
   if (!match || match[1] !== name) return;
   const seen = (counts.get(name) ?? 0) + 1;
   counts.set(name, seen);

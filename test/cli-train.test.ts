@@ -1,21 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { CLI, cliProject } from './support/cli-project';
 
-// The compiled CLI (scripts/setup.sh builds dist/ before the tests run).
-const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js');
-const MODEL = join(__dirname, 'fixtures', 'tiny-gpt2');
-
-function project(steps: number): { dir: string; config: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-cli-'));
-  const rows = Array.from({ length: 32 }, (_, i) => ({ prompt: `w${10 + (i % 20)} w11`, chosen: ' w3 w4', rejected: ' w5 w9' }));
-  writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
-  const config = join(dir, 'config.yaml');
-  writeFileSync(config, [`model_name_or_path: ${MODEL}`, `train_dataset: ${join(dir, 'train.jsonl')}`, `output_dir: ${join(dir, 'out')}`,
-    `max_steps: ${steps}`, 'logging_steps: 1', 'per_device_train_batch_size: 2', 'cache_dir: false', 'learning_rate: 0.001'].join('\n'));
-  return { dir, config };
-}
+const project = (steps: number) => cliProject(steps);
 
 describe('torch-dpo train (CLI)', () => {
   it('trains from a YAML config with --set overrides', () => {

@@ -8,6 +8,7 @@ import { BatchSampler } from '../data/sampler';
 import { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { TorchDpoError } from '../errors';
+import { faultPoint } from '../fault-point';
 import { parseDpoLossConfig, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel, loadModel } from '../models/causal-lm';
 import { manualSeed } from '../runtime';
@@ -145,6 +146,7 @@ export class DPOTrainer extends EventEmitter {
     if (this.parallel) await noGrad(async () => this.parallel!.group.broadcast((await this.policy.namedParameters()).map((p) => p.tensor), 0));
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await this.policy.train(!c.disable_dropout);
+    faultPoint('setup:model-loaded');
     this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
     stopIfAsked();
     this.tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
@@ -319,6 +321,9 @@ export class DPOTrainer extends EventEmitter {
       checkpoint: this.lastSavedStep >= 0 ? join(c.output_dir, `checkpoint-${this.lastSavedStep}`) : null,
     });
     while (this.step < totalSteps) {
+      // A signal that came during synchronous work (a save) is handled here, so the stop happens at
+      // this step boundary and not one step later: the second turn's poll phase reads it.
+      for (let turn = 0; turn < 2; turn += 1) await new Promise((resolve) => setImmediate(resolve));
       if (await this.anyRank(options.signal?.aborted ?? false)) {
         // Keep what was learned since the last save; all ranks agree on the step.
         if (this.step > this.startStep && this.step !== this.lastSavedStep) await this.saveCheckpoint();
