@@ -1,5 +1,5 @@
-import { accessSync, constants, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { ConfigError, FileError, TorchDpoError } from './errors';
 
 /** The OS's reason of an fs error as words and code: "no space left on device (ENOSPC)". */
@@ -53,7 +53,7 @@ export function ensureWritableDir(path: string, field = 'output_dir'): string {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fail(osReason(err), err);
   }
   try {
-    if (!isDir) mkdirSync(path, { recursive: true });
+    if (!isDir) createFolders(path);
     accessSync(path, constants.W_OK);
     // access() trusts permission bits; a read-only mount or a full disk only shows on a real write.
     const probe = join(path, `.write-test-${process.pid}`);
@@ -63,4 +63,14 @@ export function ensureWritableDir(path: string, field = 'output_dir'): string {
     throw fail(osReason(err), err);
   }
   return resolve(path);
+}
+
+/**
+ * mkdir -p one level at a time: a recursive mkdirSync reports ENOENT for a read-only parent, while the
+ * level that fails tells the real reason (EROFS, EACCES).
+ */
+function createFolders(path: string): void {
+  const parent = dirname(path);
+  if (parent !== path && !existsSync(parent)) createFolders(parent);
+  mkdirSync(path);
 }
