@@ -1,6 +1,7 @@
 export { Tensor, runOp, type TensorOptions } from './tensor';
 export * from './tensor-functions';
 export { noGrad, enableGrad, isGradEnabled } from './grad-mode';
+export { scope, keep } from './scope';
 export * from './runtime';
 export * from './errors';
 export type { DType, HostArray } from './native/binding';
@@ -22,7 +23,7 @@ export { tokenizePair, type TokenizedPair, type TokenizedSequence } from './data
 export { loadPreferenceData, dataOptionsSchema, type DataOptionsInput, type DataReport } from './data/preference-data';
 export { collate, disposeBatch, type PreferenceBatch } from './data/collate';
 export { BatchSampler, prefetch, type SamplerOptions } from './data/sampler';
-export { DPOTrainer, TrainingDivergedError, type LogRecord } from './train/trainer';
+export { DPOTrainer, TrainingDivergedError, StoppedBeforeTrainingError, type LogRecord, type TrainResult } from './train/trainer';
 export { trainerConfigSchema, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './train/config';
 export { AdamW, type AdamWOptions } from './train/adamw';
 export { scheduleFactor, warmupSteps, type SchedulerType } from './train/schedulers';

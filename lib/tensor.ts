@@ -2,6 +2,15 @@ import { DisposedError, NativeError } from './errors';
 import { isGradEnabled } from './grad-mode';
 import { defaultDtypeOf, inferShape, isBinary, toHostArray, type TensorData } from './host-data';
 import { native, type DType, type HostArray, type NativeTensor, type OpAttrs } from './native/binding';
+import { registerInScope } from './scope';
+
+// Tests of tensor lifetimes: every Tensor is held here, so garbage collection cannot free what code forgot.
+let retained: Tensor[] | null = null;
+
+/** @internal test hook: keep every Tensor reachable from now on (true), or stop (false). */
+export function retainAllTensors(on: boolean): void {
+  retained = on ? [] : null;
+}
 
 /** Native failures (rejected promises carry code ERR_TORCH) become NativeError with the op named. */
 export async function settle<T>(what: string, pending: Promise<T>): Promise<T> {
@@ -48,6 +57,8 @@ export class Tensor {
   /** @internal wraps a handle from the addon */
   constructor(handle: NativeTensor) {
     this.#handle = handle;
+    registerInScope(this);
+    retained?.push(this);
   }
 
   /** A CPU tensor holding a copy of `data` (synchronous: a copy, no compute). */

@@ -22,7 +22,7 @@ export interface PreferenceExample {
 /** Why a row was not used; counted per reason in the data report. */
 export type DropReason =
   | 'malformed_json' | 'missing_field' | 'wrong_type' | 'empty_completion' | 'identical_pair'
-  | 'no_assistant_turn' | 'unknown_role' | 'template_error' | 'prompt_too_long';
+  | 'no_assistant_turn' | 'unknown_role' | 'template_error' | 'prompt_too_long' | 'invalid_utf8';
 
 /** A DataError that knows its row and reason, so that on_invalid: skip can count it. */
 export class RowError extends DataError {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../errors';
+import { ConfigError, DataError } from '../errors';
 import { RowError, toExample, type DropReason, type PreferenceExample, type PreferenceFormat } from './examples';
 import { tokenizeAll } from './parallel-tokenize';
 import { readRows, resolveDataFiles } from './readers';
@@ -75,7 +75,7 @@ export async function loadPreferenceData(
   const o = parsed.data;
   const files = resolveDataFiles(paths);
   const { dataset_num_proc: _threads, cache_dir: cacheDir, ...shaping } = o;
-  const cachePath = cacheDir === false ? null : join(cacheDir ?? defaultCacheDir(), `${cacheKey(files, tokenizer, shaping)}.tokens`);
+  const cachePath = cacheDir === false ? null : join(cacheDir ?? defaultCacheDir(), `${await cacheKey(files, tokenizer, shaping)}.tokens`);
   const cached = cachePath ? readTokenCache<DataReport>(cachePath) : null;
   if (cached) return { pairs: cached.pairs, report: { ...cached.report, tokenizeThreads: 0, cache: { hit: true, path: cachePath } } };
 
@@ -123,6 +123,12 @@ export async function loadPreferenceData(
     lengths.rejected.push(pair.rejected.ids.length - pair.rejected.promptLength);
   }
   report.kept = pairs.length;
+  if (pairs.length === 0) {
+    const where = files.join(', ');
+    if (report.rowsRead === 0) throw new DataError(`${where}: no rows; nothing to train on`);
+    const reasons = Object.entries(report.dropped).map(([reason, n]) => `${reason}: ${n}`).join(', ');
+    throw new DataError(`${where}: all ${report.rowsRead} rows were dropped (${reasons}); nothing to train on (on_invalid: error stops at the first bad row and names it)`);
+  }
   report.tokenizeThreads = threads;
   report.tokens = {
     prompt: stats(lengths.prompt), chosen: stats(lengths.chosen), rejected: stats(lengths.rejected),

@@ -1,6 +1,5 @@
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { DataError } from '../errors';
 import { RowError, type RowSource } from './examples';
 
@@ -43,11 +42,50 @@ export function resolveDataFiles(paths: string | string[]): string[] {
   return files.map((f) => resolve(f));
 }
 
+// Strict: a byte sequence that is not UTF-8 is an error naming its line, never a silent U+FFFD.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The file's lines as bytes (without \n or \r\n), streamed: files of any size. */
+async function* byteLines(file: string): AsyncGenerator<Buffer> {
+  let rest = Buffer.alloc(0);
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    const data = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let start = 0;
+    for (let newline = data.indexOf(10, start); newline >= 0; newline = data.indexOf(10, start)) {
+      const end = newline > start && data[newline - 1] === 13 ? newline - 1 : newline;
+      yield data.subarray(start, end);
+      start = newline + 1;
+    }
+    rest = Buffer.from(data.subarray(start));
+  }
+  if (rest.length > 0) yield rest;
+}
+
+/** The first byte that is not valid UTF-8 (0-based), for the message. */
+function firstInvalidByte(bytes: Uint8Array): number {
+  let good = 0;
+  for (let end = 1; end <= bytes.length; end += 1) {
+    try {
+      strictUtf8.decode(bytes.subarray(good, end));
+      good = end;
+    } catch {
+      if (end - good >= 4) return good;
+    }
+  }
+  return good;
+}
+
 async function* readJsonl(file: string): AsyncGenerator<RawRow | RowError> {
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   let line = 0;
-  for await (const text of lines) {
+  for await (const bytes of byteLines(file)) {
     line += 1;
+    let text: string;
+    try {
+      text = strictUtf8.decode(bytes);
+    } catch {
+      yield new RowError('invalid_utf8', { file, line }, null, `invalid UTF-8 at byte ${firstInvalidByte(bytes) + 1} of the line (save the file as UTF-8)`);
+      continue;
+    }
     if (text.trim() === '') continue;
     try {
       yield { value: JSON.parse(text), source: { file, line } };
@@ -59,8 +97,17 @@ async function* readJsonl(file: string): AsyncGenerator<RawRow | RowError> {
 
 function* readJsonArray(file: string): Generator<RawRow> {
   let rows: unknown;
+  const bytes = readFileSync(file);
+  let text: string;
   try {
-    rows = JSON.parse(readFileSync(file, 'utf8'));
+    text = strictUtf8.decode(bytes);
+  } catch {
+    const at = firstInvalidByte(bytes);
+    const line = bytes.subarray(0, at).filter((b) => b === 10).length + 1;
+    throw new DataError(`${file}:${line}: invalid UTF-8 at byte ${at + 1} of the file (save the file as UTF-8)`);
+  }
+  try {
+    rows = JSON.parse(text);
   } catch (err) {
     throw new DataError(`${file}: malformed JSON (${(err as Error).message}); one object per line needs the .jsonl extension`);
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { TokenizedPair } from './tokenize-pairs';
@@ -15,10 +15,16 @@ export function defaultCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'torch-dpo', 'datasets');
 }
 
-/** The cache key: the data files' bytes, the tokenizer files and every option that shapes the tokens. */
-export function cacheKey(files: string[], tokenizer: { json: object; config: object }, options: object): string {
+/**
+ * The cache key: the data files' bytes (streamed: files of any size), the tokenizer files and every
+ * option that shapes the tokens.
+ */
+export async function cacheKey(files: string[], tokenizer: { json: object; config: object }, options: object): Promise<string> {
   const hash = createHash('sha256').update(FORMAT_VERSION);
-  for (const file of files) hash.update(file).update('\0').update(readFileSync(file));
+  for (const file of files) {
+    hash.update(file).update('\0');
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  }
   hash.update(JSON.stringify(tokenizer.json)).update(JSON.stringify(tokenizer.config)).update(JSON.stringify(options));
   return hash.digest('hex').slice(0, 32);
 }

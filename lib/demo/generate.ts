@@ -1,5 +1,6 @@
 import type { HfTokenizer } from '../data/tokenizer';
 import { noGrad } from '../grad-mode';
+import { scope } from '../scope';
 import type { CausalLM } from '../models/causal-lm';
 import { Tensor } from '../tensor';
 
@@ -9,11 +10,13 @@ export async function generateGreedy(model: CausalLM, tokenizer: HfTokenizer, pr
   const start = ids.length;
   await noGrad(async () => {
     for (let i = 0; i < maxNewTokens; i += 1) {
-      const input = await Tensor.from([ids], { dtype: 'int64' }).to(model.module.device);
-      const mask = await Tensor.from([ids.map(() => 1)], { dtype: 'int64' }).to(model.module.device);
-      const logits = await model.forward(input, mask);
-      const last = await (await logits.narrow(1, ids.length - 1, 1)).argmax(2);
-      const next = Number((await last.item()) as bigint);
+      const next = await scope(async () => {
+        const input = await Tensor.from([ids], { dtype: 'int64' }).to(model.module.device);
+        const mask = await Tensor.from([ids.map(() => 1)], { dtype: 'int64' }).to(model.module.device);
+        const logits = await model.forward(input, mask);
+        const last = await (await logits.narrow(1, ids.length - 1, 1)).argmax(2);
+        return Number((await last.item()) as bigint);
+      });
       ids.push(next);
       if (next === tokenizer.eosId) break;
     }

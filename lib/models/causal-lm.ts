@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, DataError } from '../errors';
 import { noGrad } from '../grad-mode';
+import { scope } from '../scope';
 import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
 import { arange } from '../tensor-functions';
@@ -30,14 +31,15 @@ export class CausalLM {
     readonly info: ModelInfo,
   ) {}
 
-  async forward(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
-    return logitsOf(await this.module.run('forward', await this.forwardInputs(inputIds, attentionMask)));
+  /** Logits; anything else the module returns (an HF export's past_key_values, hidden states) is disposed at once. */
+  forward(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
+    return scope(async () => logitsOf(await this.module.run('forward', await this.forwardInputs(inputIds, attentionMask))));
   }
 
   /** Last hidden states [N,T,H] (built-in architectures), for the fused-linear loss with lm_head.weight. */
   async forwardHidden(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
     if (!this.info.hasForwardHidden) throw new ConfigError(`${this.info.architecture} from ${this.info.path ?? 'memory'} has no forward_hidden method`);
-    return (await this.module.run('forward_hidden', [inputIds, attentionMask])) as Tensor;
+    return scope(async () => (await this.module.run('forward_hidden', [inputIds, attentionMask])) as Tensor);
   }
 
   /** The output projection [V,H] (the tied embedding for GPT-2), for the fused-linear loss. */

@@ -1,4 +1,5 @@
 import { noGrad } from '../grad-mode';
+import { keep } from '../scope';
 import type { NamedTensor } from '../models/script-module';
 import { runFusedOp, type Tensor } from '../tensor';
 import { zeros } from '../tensor-functions';
@@ -46,8 +47,9 @@ export class AdamW {
   private async ensureState(): Promise<void> {
     if (this.expAvg.length === this.params.length) return;
     for (const p of this.params) {
-      this.expAvg.push(await zeros(p.tensor.shape, { dtype: p.tensor.dtype, device: p.tensor.device }));
-      this.expAvgSq.push(await zeros(p.tensor.shape, { dtype: p.tensor.dtype, device: p.tensor.device }));
+      // Optimizer state outlives any scope the first step runs in.
+      this.expAvg.push(keep(await zeros(p.tensor.shape, { dtype: p.tensor.dtype, device: p.tensor.device })));
+      this.expAvgSq.push(keep(await zeros(p.tensor.shape, { dtype: p.tensor.dtype, device: p.tensor.device })));
     }
   }
 

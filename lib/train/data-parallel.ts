@@ -1,6 +1,7 @@
 import { ConfigError } from '../errors';
 import { distributedEnv, ProcessGroup, type DistributedEnv } from '../distributed/process-group';
 import { cudaDeviceCount } from '../runtime';
+import { scope } from '../scope';
 import { Tensor } from '../tensor';
 
 /**
@@ -42,24 +43,30 @@ export class DataParallel {
   }
 
   /** True when any rank says so (so that all ranks stop at the same step). */
-  async any(flag: boolean): Promise<boolean> {
-    const t = Tensor.from([flag ? 1 : 0], { dtype: 'float32' });
-    await this.group.allReduce([t], 'max');
-    return ((await t.item()) as number) > 0;
+  any(flag: boolean): Promise<boolean> {
+    return scope(async () => {
+      const t = Tensor.from([flag ? 1 : 0], { dtype: 'float32' });
+      await this.group.allReduce([t], 'max');
+      return ((await t.item()) as number) > 0;
+    });
   }
 
   /** The mean over ranks of numbers every rank computed for its own shard, in one collective. */
-  async mean(values: number[]): Promise<number[]> {
-    const t = Tensor.from(values, { dtype: 'float64' });
-    await this.group.allReduce([t], 'avg');
-    return (await t.toArray()) as number[];
+  mean(values: number[]): Promise<number[]> {
+    return scope(async () => {
+      const t = Tensor.from(values, { dtype: 'float64' });
+      await this.group.allReduce([t], 'avg');
+      return (await t.toArray()) as number[];
+    });
   }
 
   /** Element-wise sum over ranks: ranks that each filled disjoint entries (zeros elsewhere) all get every entry. */
-  async sum(values: Float64Array): Promise<Float64Array> {
-    const t = Tensor.from(values, { dtype: 'float64' });
-    await this.group.allReduce([t], 'sum');
-    return Float64Array.from((await t.toTypedArray()) as Float64Array);
+  sum(values: Float64Array): Promise<Float64Array> {
+    return scope(async () => {
+      const t = Tensor.from(values, { dtype: 'float64' });
+      await this.group.allReduce([t], 'sum');
+      return Float64Array.from((await t.toTypedArray()) as Float64Array);
+    });
   }
 
   barrier(): Promise<void> {

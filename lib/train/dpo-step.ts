@@ -1,5 +1,6 @@
 import type { PreferenceBatch } from '../data/collate';
 import { noGrad } from '../grad-mode';
+import { scope } from '../scope';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import { dpoLoss, type DpoLossInputs, type DpoMetrics } from '../loss/dpo-loss';
 import type { CausalLM } from '../models/causal-lm';
@@ -45,7 +46,7 @@ const halves = async (t: Tensor, b: number) => [await t.narrow(0, 0, b), await t
 /** The reference side: a frozen model, or log-probs computed beforehand for this batch's pairs. */
 export type ReferenceSource = CausalLM | { chosen: number[]; rejected: number[] } | null;
 
-export async function microStep(
+export function microStep(
   policy: CausalLM,
   reference: ReferenceSource,
   batch: PreferenceBatch,
@@ -53,13 +54,29 @@ export async function microStep(
   scale: number,
   fusedLinear: boolean,
 ): Promise<MicroStepResult> {
-  const { result, ...rest } = await pairLoss(policy, reference, batch, loss, fusedLinear);
-  await (await result.mul(scale)).backward();
-  return rest;
+  // Logits, log-probs and the loss live only for this micro-batch: the scope frees them after backward.
+  return scope(async () => {
+    const { result, ...rest } = await pairLoss(policy, reference, batch, loss, fusedLinear);
+    await (await result.mul(scale)).backward();
+    return rest;
+  });
 }
 
-/** The loss of a micro-batch and its metrics, without backward (evaluation runs it under noGrad). */
-export async function pairLoss(
+/**
+ * The loss of a micro-batch and its metrics, without backward (evaluation runs it under noGrad).
+ * Every intermediate tensor is disposed; the caller owns `result`.
+ */
+export function pairLoss(
+  policy: CausalLM,
+  reference: ReferenceSource,
+  batch: PreferenceBatch,
+  loss: DpoLossConfig,
+  fusedLinear: boolean,
+): Promise<MicroStepResult & { result: Tensor }> {
+  return scope(() => pairLossInScope(policy, reference, batch, loss, fusedLinear));
+}
+
+async function pairLossInScope(
   policy: CausalLM,
   reference: ReferenceSource,
   batch: PreferenceBatch,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { noGrad } from '../grad-mode';
+import { scope } from '../scope';
 import type { CausalLM } from '../models/causal-lm';
 import type { DataParallel } from './data-parallel';
 import { batchLogps } from './dpo-step';
@@ -60,11 +61,12 @@ export async function precomputeReferenceLogps(
     const chunk = pairs.slice(start, start + options.batchSize);
     const batch = collate(chunk, { padId: options.padId });
     try {
-      const { logps } = await noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: options.fusedLinear }));
-      const values = Array.from((await logps.toTypedArray()) as ArrayLike<number>);
+      const values = await scope(async () => {
+        const { logps } = await noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: options.fusedLinear }));
+        return Array.from((await logps.toTypedArray()) as ArrayLike<number>);
+      });
       all.set(values.slice(0, chunk.length), start);
       all.set(values.slice(chunk.length), pairs.length + start);
-      logps.dispose();
     } finally {
       disposeBatch(batch);
     }
