@@ -1,7 +1,8 @@
 # node-gyp build for users installing from npm without a matching prebuild (scripts/install.js runs
 # it). CMakeLists.txt is the source of truth: same sources (native/*.cc), same defines and flags, and
-# the same libtorch, found by scripts/find-libtorch.js. CUDA memory statistics need the CUDA toolkit
-# headers and are only compiled by the CMake build.
+# the same libtorch, found by scripts/find-libtorch.js, which also reads the compile definitions and
+# include folders libtorch's CMake targets give their users (USE_DISTRIBUTED, USE_C10D_GLOO, …).
+# No precompiled header here: every source includes what it uses.
 {
   "targets": [
     {
@@ -19,7 +20,8 @@
         "NAPI_CPP_EXCEPTIONS",
         "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
         "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
-        "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/find-libtorch.js --gyp abi)"
+        "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/find-libtorch.js --gyp abi)",
+        "<!@(node scripts/find-libtorch.js --gyp definitions)"
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17"],

@@ -87,17 +87,48 @@ function readCxx11Abi(cmakeDir) {
   return m ? m[1] === '1' : null;
 }
 
+/**
+ * What the CMake targets of this libtorch ask of their users (Caffe2Targets.cmake beside TorchConfig):
+ * compile definitions (USE_DISTRIBUTED, USE_C10D_GLOO, USE_C10D_NCCL, …: without them c10d's headers
+ * declare nothing) and include folders. Generator expressions only forward these, so literal values
+ * are all there is to read.
+ */
+function readTargetInterface(cmakeDir, prefix) {
+  const file = path.join(cmakeDir, '..', 'Caffe2', 'Caffe2Targets.cmake');
+  const definitions = new Set();
+  const includeDirs = new Set();
+  if (!fs.existsSync(file)) return { definitions: [], includeDirs: [] };
+  const text = fs.readFileSync(file, 'utf8');
+  // _IMPORT_PREFIX: as many folders up from the file as it strips with get_filename_component(... PATH).
+  const ups = (text.match(/get_filename_component\(_IMPORT_PREFIX "\$\{_IMPORT_PREFIX\}" PATH\)/g) || []).length + 1;
+  let importPrefix = path.resolve(file);
+  for (let i = 0; i < ups; i += 1) importPrefix = path.dirname(importPrefix);
+  for (const m of text.matchAll(/INTERFACE_COMPILE_DEFINITIONS "([^"]*)"/g)) {
+    for (const d of m[1].split(';')) if (d && !d.includes('$')) definitions.add(d);
+  }
+  for (const m of text.matchAll(/INTERFACE_INCLUDE_DIRECTORIES "([^"]*)"/g)) {
+    for (const d of m[1].split(';')) {
+      const dir = d.replace('${_IMPORT_PREFIX}', importPrefix);
+      if (dir && !dir.includes('$') && fs.existsSync(dir)) includeDirs.add(path.resolve(dir));
+    }
+  }
+  includeDirs.delete(path.join(prefix, 'include'));
+  return { definitions: [...definitions].sort(), includeDirs: [...includeDirs] };
+}
+
 function describe(cmakeDir, source, extra = {}) {
   const resolved = fs.realpathSync(cmakeDir);
   const prefix = prefixOf(resolved);
   const libDir = libDirOf(prefix, resolved);
   const cxx11Abi = extra.cxx11Abi !== undefined ? extra.cxx11Abi : readCxx11Abi(resolved);
+  const targets = readTargetInterface(resolved, prefix);
   return {
     source,
     cmakeDir: resolved,
     prefix,
     libDir,
-    includeDirs: [path.join(prefix, 'include'), path.join(prefix, 'include', 'torch', 'csrc', 'api', 'include')],
+    includeDirs: [path.join(prefix, 'include'), path.join(prefix, 'include', 'torch', 'csrc', 'api', 'include'), ...targets.includeDirs],
+    definitions: targets.definitions,
     version: extra.version || readVersion(prefix, resolved),
     cuda: fs.existsSync(path.join(libDir, 'libtorch_cuda.so')),
     cxx11Abi,
@@ -202,6 +233,10 @@ function gypValue(found, name) {
       return found.includeDirs.join(' ');
     case 'abi':
       return found.cxx11Abi === false ? '0' : '1';
+    case 'definitions':
+      // What libtorch's CMake targets give CMake builds. (TORCH_DPO_WITH_CUDA stays CMake-only: its
+      // memory statistics need the CUDA toolkit's headers, which gyp is not told about.)
+      return (found.definitions || []).join(' ');
     case 'libraries':
       // A CUDA libtorch must keep libtorch_cuda.so linked even though nothing references it directly.
       return [`-L${found.libDir}`, '-ltorch', '-ltorch_cpu', '-lc10']

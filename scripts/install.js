@@ -25,20 +25,37 @@ if (typeof first === 'string') {
   console.log(`torch-dpo: using ${path.relative(root, first)}`);
   process.exit(0);
 }
-console.log('torch-dpo: no usable prebuild for this libtorch; compiling the addon with node-gyp (about a minute)');
-const nodeGyp = process.env.npm_config_node_gyp;
-const command = nodeGyp ? [process.execPath, [nodeGyp, 'rebuild']] : ['node-gyp', ['rebuild']];
-const result = spawnSync(command[0], command[1], { cwd: root, stdio: 'inherit' });
-if (result.status !== 0) {
-  console.error(`torch-dpo: the addon build failed. ${first.error.split('\n')[0]}`);
+
+const { findLibtorch, buildMetadata } = require('./find-libtorch.js');
+let libtorch = null;
+try {
+  libtorch = findLibtorch();
+} catch (err) {
+  console.error(`torch-dpo: ${err.message}`);
   console.error('torch-dpo: install libtorch (Debian/Ubuntu: apt-get install libtorch-dev) or set LIBTORCH=<unpacked libtorch>, then `npm rebuild torch-dpo`.');
   process.exit(1);
 }
-const { findLibtorch, buildMetadata } = require('./find-libtorch.js');
-fs.writeFileSync(path.join(root, 'build', 'Release', 'torch_dpo.meta.json'), `${JSON.stringify(buildMetadata(findLibtorch()), null, 2)}\n`);
-const second = tryLoad();
-if (typeof second !== 'string') {
-  console.error(`torch-dpo: built, but the addon does not load: ${second.error}`);
+const found = `libtorch ${libtorch.version} (${libtorch.cuda ? 'CUDA' : 'CPU'}) from ${libtorch.source}: ${libtorch.cmakeDir}`;
+console.log(`torch-dpo: no usable prebuild for ${found}; compiling the addon with node-gyp (a few minutes)`);
+const nodeGyp = process.env.npm_config_node_gyp;
+const command = nodeGyp ? [process.execPath, [nodeGyp, 'rebuild']] : ['node-gyp', ['rebuild']];
+// The compiler's output is kept: on failure its first error is what the user needs to see.
+const result = spawnSync(command[0], command[1], { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 });
+if (result.status !== 0) {
+  const output = `${result.stdout || ''}\n${result.stderr || ''}`;
+  const firstError = output.split('\n').find((line) => /\berror\b/.test(line) && !/^gyp ERR!/.test(line)) || output.trim().split('\n').pop();
+  const log = path.join(root, 'build', 'torch-dpo-install.log');
+  fs.mkdirSync(path.dirname(log), { recursive: true });
+  fs.writeFileSync(log, output);
+  console.error(`torch-dpo: compiling the addon against ${found} failed:`);
+  console.error(`  ${String(firstError).trim()}`);
+  console.error(`torch-dpo: the whole compiler output is in ${log}. Please report it with \`npx torch-dpo doctor --json\` if this libtorch should work.`);
   process.exit(1);
 }
-console.log(`torch-dpo: built ${path.relative(root, second)}`);
+fs.writeFileSync(path.join(root, 'build', 'Release', 'torch_dpo.meta.json'), `${JSON.stringify(buildMetadata(libtorch), null, 2)}\n`);
+const second = tryLoad();
+if (typeof second !== 'string') {
+  console.error(`torch-dpo: built against ${found}, but the addon does not load: ${second.error}`);
+  process.exit(1);
+}
+console.log(`torch-dpo: built ${path.relative(root, second)} against ${found}`);
