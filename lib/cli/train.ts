@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { TorchDpoError } from '../errors';
+import { osReason } from '../file-errors';
 import { DPOTrainer, StoppedBeforeTrainingError, type LogRecord } from '../train/trainer';
 import { StopSignals } from './stop-signals';
 import { applyOverrides, readConfigFile } from './config-file';
@@ -82,5 +83,8 @@ class ProgressBar {
 /** One-line reasons for errors users cause (config, data, native); anything else keeps its stack. */
 export function describeFailure(err: unknown): string {
   if (err instanceof TorchDpoError) return err.message.replace(/:?\n\s*/g, '; ').replace(/^([^;]*); /, '$1: ');
+  // An OS error no code path wrapped (FileError does): still one line with the call, path and reason.
+  const os = err as NodeJS.ErrnoException;
+  if (os?.syscall && os.code && /^E[A-Z]+$/.test(os.code)) return `${os.syscall} ${os.path ?? ''}: ${osReason(err)}`.replace(' :', ':');
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

@@ -73,59 +73,51 @@ export function pairLoss(
   loss: DpoLossConfig,
   fusedLinear: boolean,
 ): Promise<MicroStepResult & { result: Tensor }> {
-  return scope(() => pairLossInScope(policy, reference, batch, loss, fusedLinear));
-}
+  return scope(async () => {
+    const B = batch.pairs;
+    const ld = loss.ld_alpha !== undefined;
+    const pol = await batchLogps(policy, batch, { tokenLogps: ld, wpo: loss.use_weighting, metrics: true, fusedLinear });
+    const model = reference && 'forward' in reference ? reference : null;
+    const ref = loss.reference_free || !model ? null : await noGrad(() => batchLogps(model, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear }));
+    const [pc, pr] = await halves(pol.logps, B);
+    const [nc, nr] = await halves(pol.counts, B);
+    const inputs: DpoLossInputs = { policyChosenLogps: pc, policyRejectedLogps: pr, chosenLengths: nc, rejectedLengths: nr };
+    if (ref) [inputs.referenceChosenLogps, inputs.referenceRejectedLogps] = await halves(ref.logps, B);
+    else if (reference && !loss.reference_free && !model) {
+      const { chosen, rejected } = reference as { chosen: number[]; rejected: number[] };
+      const device = pol.logps.device;
+      inputs.referenceChosenLogps = await Tensor.from(chosen, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
+      inputs.referenceRejectedLogps = await Tensor.from(rejected, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
+    }
+    if (loss.use_weighting) [inputs.chosenWpoLogSum, inputs.rejectedWpoLogSum] = await halves(pol.wpoLogSum!, B);
+    if (ld) {
+      [inputs.chosenTokenLogps, inputs.rejectedTokenLogps] = await halves(pol.tokenLogps!, B);
+      if (ref) [inputs.referenceChosenTokenLogps, inputs.referenceRejectedTokenLogps] = await halves(ref.tokenLogps!, B);
+      // Label-aligned masks: position 0 predicts nothing.
+      const aligned = await batch.completionMask.clone();
+      await (await aligned.narrow(1, 0, 1)).zero_(); // a view: clears column 0 of `aligned`
+      [inputs.chosenMask, inputs.rejectedMask] = await halves(aligned, B);
+    }
+    const result = await dpoLoss(inputs, loss, { allowNonFinite: true });
 
-async function pairLossInScope(
-  policy: CausalLM,
-  reference: ReferenceSource,
-  batch: PreferenceBatch,
-  loss: DpoLossConfig,
-  fusedLinear: boolean,
-): Promise<MicroStepResult & { result: Tensor }> {
-  const B = batch.pairs;
-  const ld = loss.ld_alpha !== undefined;
-  const pol = await batchLogps(policy, batch, { tokenLogps: ld, wpo: loss.use_weighting, metrics: true, fusedLinear });
-  const model = reference && 'forward' in reference ? reference : null;
-  const ref = loss.reference_free || !model ? null : await noGrad(() => batchLogps(model, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear }));
-  const [pc, pr] = await halves(pol.logps, B);
-  const [nc, nr] = await halves(pol.counts, B);
-  const inputs: DpoLossInputs = { policyChosenLogps: pc, policyRejectedLogps: pr, chosenLengths: nc, rejectedLengths: nr };
-  if (ref) [inputs.referenceChosenLogps, inputs.referenceRejectedLogps] = await halves(ref.logps, B);
-  else if (reference && !loss.reference_free && !model) {
-    const { chosen, rejected } = reference as { chosen: number[]; rejected: number[] };
-    const device = pol.logps.device;
-    inputs.referenceChosenLogps = await Tensor.from(chosen, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
-    inputs.referenceRejectedLogps = await Tensor.from(rejected, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
-  }
-  if (loss.use_weighting) [inputs.chosenWpoLogSum, inputs.rejectedWpoLogSum] = await halves(pol.wpoLogSum!, B);
-  if (ld) {
-    [inputs.chosenTokenLogps, inputs.rejectedTokenLogps] = await halves(pol.tokenLogps!, B);
-    if (ref) [inputs.referenceChosenTokenLogps, inputs.referenceRejectedTokenLogps] = await halves(ref.tokenLogps!, B);
-    // Label-aligned masks: position 0 predicts nothing.
-    const aligned = await batch.completionMask.clone();
-    await (await aligned.narrow(1, 0, 1)).zero_(); // a view: clears column 0 of `aligned`
-    [inputs.chosenMask, inputs.rejectedMask] = await halves(aligned, B);
-  }
-  const result = await dpoLoss(inputs, loss, { allowNonFinite: true });
-
-  // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
-  // Chosen/rejected sums of each per-sequence metric, read back in one transfer (one device sync).
-  const perSide = [await pol.counts.to(pol.meanLogitSum!.dtype), pol.meanLogitSum!, pol.entropySum!, pol.argmaxHits!];
-  const sums: Tensor[] = [];
-  for (const t of perSide) for (const half of await halves(t, B)) sums.push(await half.sum());
-  const [tokC, tokR, meanC, meanR, entC, entR, hitC] = Array.from((await (await stack(sums)).toTypedArray()) as ArrayLike<number>);
-  return {
-    result: result.loss,
-    pairs: B,
-    tokens: batch.lengths.reduce((a, b) => a + b, 0),
-    loss: (await result.loss.item()) as number,
-    metrics: {
-      ...result.metrics,
-      'logits/chosen': meanC / Math.max(tokC, 1),
-      'logits/rejected': meanR / Math.max(tokR, 1),
-      entropy: (entC + entR) / Math.max(tokC + tokR, 1),
-      mean_token_accuracy: hitC / Math.max(tokC, 1),
-    },
-  };
+    // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
+    // Chosen/rejected sums of each per-sequence metric, read back in one transfer (one device sync).
+    const perSide = [await pol.counts.to(pol.meanLogitSum!.dtype), pol.meanLogitSum!, pol.entropySum!, pol.argmaxHits!];
+    const sums: Tensor[] = [];
+    for (const t of perSide) for (const half of await halves(t, B)) sums.push(await half.sum());
+    const [tokC, tokR, meanC, meanR, entC, entR, hitC] = Array.from((await (await stack(sums)).toTypedArray()) as ArrayLike<number>);
+    return {
+      result: result.loss,
+      pairs: B,
+      tokens: batch.lengths.reduce((a, b) => a + b, 0),
+      loss: (await result.loss.item()) as number,
+      metrics: {
+        ...result.metrics,
+        'logits/chosen': meanC / Math.max(tokC, 1),
+        'logits/rejected': meanR / Math.max(tokR, 1),
+        entropy: (entC + entR) / Math.max(tokC + tokR, 1),
+        mean_token_accuracy: hitC / Math.max(tokC, 1),
+      },
+    };
+  });
 }

@@ -26,44 +26,10 @@ import { writeHtmlReport } from '../report/html-report';
 import { TensorBoardWriter } from '../report/tensorboard';
 import { precomputeReferenceLogps, syncReference, type ReferenceLogps } from './reference';
 import { scheduleFactor, warmupSteps } from './schedulers';
+import { evaluatePairs } from './evaluate';
+import { averageRecords, pick, prefixed, StoppedBeforeTrainingError, TrainingDivergedError, type LogRecord, type TrainResult } from './train-records';
 
-export interface TrainResult {
-  steps: number;
-  history: LogRecord[];
-  stopped: 'done' | 'aborted';
-  /** Steps skipped because of a non-finite loss or gradient (whole run). */
-  nonfiniteSteps: number;
-  /** Optimizer steps this process took (after a resume: since the checkpoint). */
-  stepsThisRun: number;
-  /** The newest checkpoint of the run, or null when none was written. */
-  checkpoint: string | null;
-}
-
-export interface LogRecord {
-  step: number;
-  epoch: number;
-  learning_rate: number;
-  grad_norm: number;
-  loss: number;
-  num_tokens: number;
-  tokens_per_second: number;
-  step_seconds: number;
-  [metric: string]: number;
-}
-
-/** A stop was asked for (a signal) before training started: nothing was trained, nothing saved. */
-export class StoppedBeforeTrainingError extends TorchDpoError {
-  constructor() {
-    super('stopped before training started: no checkpoint written', 'ERR_STOPPED');
-  }
-}
-
-/** Stops a run: too many non-finite steps in a row. The last good state is what was saved. */
-export class TrainingDivergedError extends TorchDpoError {
-  constructor(message: string) {
-    super(message, 'ERR_DIVERGED');
-  }
-}
+export { StoppedBeforeTrainingError, TrainingDivergedError, type LogRecord, type TrainResult } from './train-records';
 
 /**
  * DPO training (TRL's DPOTrainer semantics): policy and frozen reference, fused log-probs, the DPO
@@ -150,18 +116,14 @@ export class DPOTrainer extends EventEmitter {
     this.reference = this.loss.reference_free ? null : await this.policy.referenceCopy();
     stopIfAsked();
     this.tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
-    const { pairs, report } = await loadPreferenceData(c.train_dataset, this.tokenizer, {
+    const dataOptions = {
       max_length: c.max_length, max_prompt_length: c.max_prompt_length, truncation_mode: c.truncation_mode,
       on_invalid: c.on_invalid, dataset_num_proc: c.dataset_num_proc, cache_dir: c.cache_dir,
-    });
+    };
+    const { pairs, report } = await loadPreferenceData(c.train_dataset, this.tokenizer, dataOptions);
     this.pairs = pairs;
     this.dataReport = report;
-    if (c.eval_dataset) {
-      this.evalPairs = (await loadPreferenceData(c.eval_dataset, this.tokenizer, {
-        max_length: c.max_length, max_prompt_length: c.max_prompt_length, truncation_mode: c.truncation_mode,
-        on_invalid: c.on_invalid, dataset_num_proc: c.dataset_num_proc, cache_dir: c.cache_dir,
-      })).pairs;
-    }
+    if (c.eval_dataset) this.evalPairs = (await loadPreferenceData(c.eval_dataset, this.tokenizer, dataOptions)).pairs;
     stopIfAsked();
     if (c.precompute_ref_log_probs && !this.loss.reference_free) {
       // One pass with a temporary reference, then only the numbers are kept.
@@ -263,32 +225,15 @@ export class DPOTrainer extends EventEmitter {
    * eval_ prefix. Uses the policy as it is now; dropout follows disable_dropout as in training.
    */
   async evaluate(pairs: TokenizedPair[] = this.evalPairs): Promise<Record<string, number>> {
-    if (pairs.length === 0) throw new TorchDpoError('evaluate: no evaluation pairs (set eval_dataset)', 'ERR_CONFIG');
-    const size = this.config.per_device_eval_batch_size;
-    const starts = Array.from({ length: Math.ceil(pairs.length / size) }, (_, i) => i * size);
-    // With data parallel each rank takes every world-size-th batch; a rank left without one evaluates
-    // the first with weight 0, so that every rank knows the metric names and joins the sum.
-    const mine = starts.filter((_, i) => i % this.worldSize === this.rank);
-    const work = mine.length > 0 ? mine.map((start) => ({ start, weight: 1 })) : [{ start: 0, weight: 0 }];
-    const totals: Record<string, number> = {};
-    for (const { start, weight } of work) {
-      const chunk = pairs.slice(start, start + size);
-      const batch = collate(chunk, { padId: this.tokenizer.padId, padToMultipleOf: this.config.pad_to_multiple_of });
-      try {
-        const precomputed = this.evalRefLogps && pairs === this.evalPairs ? pick(this.evalRefLogps, chunk.map((_, k) => start + k)) : null;
-        if (!precomputed && this.refLogps && !this.loss.reference_free) {
-          throw new TorchDpoError('evaluate: with precompute_ref_log_probs only eval_dataset can be evaluated (no reference model is kept)', 'ERR_CONFIG');
-        }
-        const r = await noGrad(() => pairLoss(this.policy, precomputed ?? this.reference, batch, this.loss, this.config.use_fused_linear));
-        r.result.dispose();
-        for (const [key, value] of Object.entries({ loss: r.loss, ...r.metrics })) totals[key] = (totals[key] ?? 0) + value * r.pairs * weight;
-      } finally {
-        disposeBatch(batch);
-      }
+    const precomputed = pairs === this.evalPairs ? this.evalRefLogps : null;
+    if (!precomputed && this.refLogps && !this.loss.reference_free) {
+      throw new TorchDpoError('evaluate: with precompute_ref_log_probs only eval_dataset can be evaluated (no reference model is kept)', 'ERR_CONFIG');
     }
-    const keys = Object.keys(totals).sort();
-    const summed = this.parallel ? await this.parallel.sum(Float64Array.from(keys.map((k) => totals[k]))) : keys.map((k) => totals[k]);
-    return Object.fromEntries(keys.map((key, i) => [`eval_${key}`, summed[i] / pairs.length]));
+    return evaluatePairs(pairs, {
+      policy: this.policy, reference: precomputed ?? this.reference, loss: this.loss, padId: this.tokenizer.padId,
+      batchSize: this.config.per_device_eval_batch_size, padToMultipleOf: this.config.pad_to_multiple_of,
+      fusedLinear: this.config.use_fused_linear, parallel: this.parallel,
+    });
   }
 
   /** Optimizer steps per epoch and in the whole run. */
@@ -478,23 +423,4 @@ export class DPOTrainer extends EventEmitter {
     this.gradReducer?.dispose();
     this.parallel?.dispose();
   }
-}
-
-function prefixed(prefix: string, record: LogRecord): Record<string, number> {
-  return Object.fromEntries(Object.entries(record).filter(([k]) => k !== 'step').map(([k, v]) => [`${prefix}${k}`, v]));
-}
-
-function pick(source: ReferenceLogps, indices: number[]): { chosen: number[]; rejected: number[] } {
-  return { chosen: indices.map((i) => source.chosen[i]), rejected: indices.map((i) => source.rejected[i]) };
-}
-
-/** Metrics averaged over the logging interval; counters and the step keep their latest value. */
-function averageRecords(records: LogRecord[]): LogRecord {
-  const last = records[records.length - 1];
-  const out = { ...last };
-  for (const key of Object.keys(last)) {
-    if (['step', 'epoch', 'learning_rate', 'num_tokens', 'nonfinite_steps'].includes(key)) continue;
-    out[key] = records.reduce((s, r) => s + r[key], 0) / records.length;
-  }
-  return out;
 }

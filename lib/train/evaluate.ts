@@ -1,0 +1,55 @@
+import { collate, disposeBatch } from '../data/collate';
+import type { TokenizedPair } from '../data/tokenize-pairs';
+import { TorchDpoError } from '../errors';
+import { noGrad } from '../grad-mode';
+import type { DpoLossConfig } from '../loss/dpo-config';
+import type { CausalLM } from '../models/causal-lm';
+import type { DataParallel } from './data-parallel';
+import { pairLoss } from './dpo-step';
+import type { ReferenceLogps } from './reference';
+import { pick } from './train-records';
+
+export interface EvaluationSetup {
+  policy: CausalLM;
+  /** A frozen reference model, log-probs computed beforehand for these pairs, or null (reference_free). */
+  reference: CausalLM | ReferenceLogps | null;
+  loss: DpoLossConfig;
+  padId: number | null;
+  batchSize: number;
+  padToMultipleOf?: number;
+  fusedLinear: boolean;
+  parallel: DataParallel | null;
+}
+
+/**
+ * The DPO loss and metrics over `pairs` without gradients, keyed with the eval_ prefix and weighted
+ * by pairs. With data parallel each rank takes every world-size-th batch and the totals are summed
+ * in one collective.
+ */
+export async function evaluatePairs(pairs: TokenizedPair[], setup: EvaluationSetup): Promise<Record<string, number>> {
+  if (pairs.length === 0) throw new TorchDpoError('evaluate: no evaluation pairs (set eval_dataset)', 'ERR_CONFIG');
+  const { parallel, batchSize: size } = setup;
+  const [rank, worldSize] = parallel ? [parallel.rank, parallel.worldSize] : [0, 1];
+  const starts = Array.from({ length: Math.ceil(pairs.length / size) }, (_, i) => i * size);
+  // A rank left without a batch evaluates the first with weight 0, so that every rank knows the
+  // metric names and joins the sum.
+  const mine = starts.filter((_, i) => i % worldSize === rank);
+  const work = mine.length > 0 ? mine.map((start) => ({ start, weight: 1 })) : [{ start: 0, weight: 0 }];
+  const precomputed = setup.reference && !('forward' in setup.reference) ? setup.reference : null;
+  const totals: Record<string, number> = {};
+  for (const { start, weight } of work) {
+    const chunk = pairs.slice(start, start + size);
+    const batch = collate(chunk, { padId: setup.padId, padToMultipleOf: setup.padToMultipleOf });
+    try {
+      const reference = precomputed ? pick(precomputed, chunk.map((_, k) => start + k)) : (setup.reference as CausalLM | null);
+      const r = await noGrad(() => pairLoss(setup.policy, reference, batch, setup.loss, setup.fusedLinear));
+      r.result.dispose();
+      for (const [key, value] of Object.entries({ loss: r.loss, ...r.metrics })) totals[key] = (totals[key] ?? 0) + value * r.pairs * weight;
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+  const keys = Object.keys(totals).sort();
+  const summed = parallel ? await parallel.sum(Float64Array.from(keys.map((k) => totals[k]))) : keys.map((k) => totals[k]);
+  return Object.fromEntries(keys.map((key, i) => [`eval_${key}`, summed[i] / pairs.length]));
+}
