@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { checkpointNames, cli, cliProject, lossRows, startCli } from './support/cli-project';
+import { checkpointNames, cli, cliProject, lossRows, processesWithArgument, startCli } from './support/cli-project';
 
 // Every save and prune is cut at each of its steps by a deterministic fault point
 // (TORCH_DPO_FAULT_POINT, see lib/fault-point.ts): the process is SIGKILLed exactly there.
@@ -98,6 +98,8 @@ describe('one run per output_dir', () => {
     expect(second.stderr.trim()).toMatch(new RegExp(`^torch-dpo: output_dir ${out} is in use by another torch-dpo run \\(pid ${first.child.pid}, since [^)]+\\): stop that run or choose another output_dir$`));
     first.child.kill('SIGKILL');
     await first.exit;
+    // The CLI is the trainer itself (no re-executed child): nothing of the run survives a kill -9.
+    expect(processesWithArgument(config)).toEqual([]);
     // The killed run's lock stays behind; the next run finds its pid gone and takes over.
     expect(JSON.parse(readFileSync(join(out, 'torch-dpo.lock'), 'utf8'))).toMatchObject({ pid: first.child.pid, host: hostname() });
     const third = cli(['train', '--config', config, '--set', 'max_steps=1']);

@@ -83,13 +83,22 @@ export function checkpointNames(out: string): { checkpoints: string[]; temporari
 
 /** Pids of live processes whose environment holds `entry` (e.g. a launcher's pid variable). */
 export function processesWithEnv(entry: string): number[] {
+  return liveProcessesWhere((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(entry));
+}
+
+/** Pids of live processes with `argument` among their command-line arguments (e.g. a config path). */
+export function processesWithArgument(argument: string): number[] {
+  return liveProcessesWhere((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(argument));
+}
+
+function liveProcessesWhere(test: (pid: string) => boolean): number[] {
   const pids: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const status = readFileSync(`/proc/${name}/status`, 'utf8');
       if (/^State:\s+Z/m.test(status)) continue; // a zombie is dead, only not yet reaped
-      if (readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(entry)) pids.push(Number(name));
+      if (test(name)) pids.push(Number(name));
     } catch {
       // gone meanwhile, or not ours to read
     }
