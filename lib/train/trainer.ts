@@ -16,7 +16,7 @@ import { AdamW } from './adamw';
 import { beginCheckpoint, finishCheckpoint, optimizerFile, partialCheckpointDir, readCheckpoint, scanCheckpoints } from './checkpoint';
 import { OutputDir } from './output-dir';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
-import { microStep, pairLoss, type MicroStepResult } from './dpo-step';
+import { microStep, type MicroStepResult } from './dpo-step';
 import { noGrad } from '../grad-mode';
 import type { GradReducer } from '../distributed/process-group';
 import { ShardedAdamW } from '../distributed/sharded-adamw';
