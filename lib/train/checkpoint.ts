@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file';
-import { DataError } from '../errors';
+import { ConfigError, DataError } from '../errors';
 import { faultPoint } from '../fault-point';
 import { fileAction, fileActionAsync } from '../file-errors';
 import { entryToTensor, readSafetensors, writeSafetensors } from '../models/safetensors';
@@ -80,6 +80,22 @@ export function scanCheckpoints(outputDir: string): { complete: CheckpointEntry[
   }
   const byStep = (a: CheckpointEntry, b: CheckpointEntry) => a.step - b.step;
   return { complete: complete.sort(byStep), incomplete: incomplete.sort(byStep) };
+}
+
+/**
+ * resume_from_checkpoint: true — the newest complete checkpoint of output_dir; `notice` hears which
+ * newer ones were skipped and why, and which is taken. A ConfigError when there is none.
+ */
+export function newestCompleteCheckpoint(outputDir: string, notice: (message: string) => void): string {
+  const { complete, incomplete } = scanCheckpoints(outputDir);
+  const newest = complete.at(-1);
+  for (const skipped of incomplete.filter((e) => !newest || e.step > newest.step)) notice(`resume: skipping ${skipped.path}: ${skipped.reason}`);
+  if (!newest) {
+    const why = incomplete.length > 0 ? ` (only incomplete ones: ${incomplete.map((e) => e.path).join(', ')})` : '';
+    throw new ConfigError(`resume_from_checkpoint: no complete checkpoint in ${outputDir}${why}`);
+  }
+  notice(`resuming from ${newest.path}`);
+  return newest.path;
 }
 
 /** The complete checkpoints of output_dir, oldest first. */

@@ -31,7 +31,9 @@ export class DataParallel {
     // Rank 0's pid names the temporary folders every rank writes checkpoint parts into.
     const tag = Tensor.from([process.pid], { dtype: 'float64' });
     await group.broadcast([tag], 0);
-    return new DataParallel(group, where, (await tag.item()) as number);
+    const rank0Pid = (await tag.item()) as number;
+    tag.dispose();
+    return new DataParallel(group, where, rank0Pid);
   }
 
   get rank(): number { return this.where.rank; }

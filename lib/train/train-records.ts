@@ -7,8 +7,6 @@ export interface TrainResult {
   stopped: 'done' | 'aborted';
   /** Steps skipped because of a non-finite loss or gradient (whole run). */
   nonfiniteSteps: number;
-  /** Optimizer steps this process took (after a resume: since the checkpoint). */
-  stepsThisRun: number;
   /** The newest checkpoint of the run, or null when none was written. */
   checkpoint: string | null;
 }

@@ -13,7 +13,7 @@ import { parseDpoLossConfig, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel, loadModel } from '../models/causal-lm';
 import { manualSeed } from '../runtime';
 import { AdamW } from './adamw';
-import { beginCheckpoint, finishCheckpoint, optimizerFile, partialCheckpointDir, readCheckpoint, scanCheckpoints } from './checkpoint';
+import { beginCheckpoint, finishCheckpoint, newestCompleteCheckpoint, optimizerFile, partialCheckpointDir, readCheckpoint } from './checkpoint';
 import { OutputDir } from './output-dir';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config';
 import { microStep, type MicroStepResult } from './dpo-step';
@@ -100,6 +100,8 @@ export class DPOTrainer extends EventEmitter {
     manualSeed(c.seed);
     this.parallel = await DataParallel.join(c.ddp_timeout);
     if (this.isMain && options.writesOutput !== false) this.output = OutputDir.open(c.output_dir, (m) => this.emit('notice', m));
+    // Every rank sees output_dir after rank 0 has tidied it (a recovered checkpoint counts for resume).
+    await this.parallel?.barrier();
     stopIfAsked();
     const device = this.parallel?.device(c.device) ?? c.device;
     if (c.model_name_or_path) {
@@ -143,23 +145,11 @@ export class DPOTrainer extends EventEmitter {
     this.optimizer = c.optimizer_sharding && this.parallel ? new ShardedAdamW(parameters, adamw, this.parallel.group) : new AdamW(parameters, adamw);
     if (this.parallel && this.optimizer instanceof AdamW) this.gradReducer = this.parallel.group.gradReducer(this.optimizer.params.map((p) => p.tensor));
     if (c.report_to.includes('tensorboard') && this.output) this.tensorboard = new TensorBoardWriter(join(c.output_dir, 'runs'));
-    if (c.resume_from_checkpoint) await this.resume(c.resume_from_checkpoint === true ? this.newestCompleteCheckpoint() : c.resume_from_checkpoint);
+    if (c.resume_from_checkpoint) {
+      const notice = (m: string) => this.isMain && this.emit('notice', m);
+      await this.resume(c.resume_from_checkpoint === true ? newestCompleteCheckpoint(c.output_dir, notice) : c.resume_from_checkpoint);
+    }
     stopIfAsked();
-  }
-
-  /** resume_from_checkpoint: true — the newest complete checkpoint; says which newer ones it skipped and why. */
-  private newestCompleteCheckpoint(): string {
-    const { complete, incomplete } = scanCheckpoints(this.config.output_dir);
-    const newest = complete.at(-1);
-    for (const skipped of incomplete.filter((e) => !newest || e.step > newest.step)) {
-      if (this.isMain) this.emit('notice', `resume: skipping ${skipped.path}: ${skipped.reason}`);
-    }
-    if (!newest) {
-      const why = incomplete.length > 0 ? ` (only incomplete ones: ${incomplete.map((e) => e.path).join(', ')})` : '';
-      throw new TorchDpoError(`resume_from_checkpoint: no complete checkpoint in ${this.config.output_dir}${why}`, 'ERR_CONFIG');
-    }
-    if (this.isMain) this.emit('notice', `resuming from ${newest.path}`);
-    return newest.path;
   }
 
   private get sharded(): boolean {
@@ -262,7 +252,7 @@ export class DPOTrainer extends EventEmitter {
     let window: LogRecord[] = [];
     let nonFiniteInRow = 0;
     const result = (stopped: TrainResult['stopped']): TrainResult => ({
-      steps: this.step, history: this.history, stopped, nonfiniteSteps: this.nonfiniteSteps, stepsThisRun: this.step - this.startStep,
+      steps: this.step, history: this.history, stopped, nonfiniteSteps: this.nonfiniteSteps,
       checkpoint: this.lastSavedStep >= 0 ? join(c.output_dir, `checkpoint-${this.lastSavedStep}`) : null,
     });
     while (this.step < totalSteps) {
