@@ -1,3 +1,4 @@
+import { DataError } from './errors';
 import { types } from 'node:util';
 import type { DType, HostArray } from './native/binding';
 
@@ -21,7 +22,7 @@ export function defaultDtypeOf(data: TensorData): DType {
   if (types.isBigInt64Array(data)) return 'int64';
   if (types.isUint8Array(data)) return 'uint8';
   if (types.isUint16Array(data) || types.isArrayBuffer(data)) {
-    throw new TypeError('raw 16-bit data needs an explicit dtype: float16 or bfloat16');
+    throw new DataError('raw 16-bit data needs an explicit dtype: float16 or bfloat16');
   }
   const first = flatten(data)[0];
   if (typeof first === 'bigint') return 'int64';
@@ -38,7 +39,7 @@ export function inferShape(data: unknown): number[] {
   data.forEach((item, i) => {
     const s = inferShape(item);
     if (s.length !== inner.length || s.some((d, k) => d !== inner[k])) {
-      throw new TypeError(`ragged array: element ${i} has shape [${s}] but element 0 has [${inner}]`);
+      throw new DataError(`ragged array: element ${i} has shape [${s}] but element 0 has [${inner}]`);
     }
   });
   return shape.concat(inner);
@@ -52,7 +53,7 @@ function flatten(data: unknown): unknown[] {
 export function toHostArray(data: TensorData, dtype: DType): ArrayBufferView | ArrayBuffer {
   if (isBinary(data)) return data;
   const values = flatten(data);
-  const bad = (i: number, why: string) => new RangeError(`value ${String(values[i])} at flat index ${i} ${why} for dtype ${dtype}`);
+  const bad = (i: number, why: string) => new DataError(`value ${String(values[i])} at flat index ${i} ${why} for dtype ${dtype}`);
   switch (dtype) {
     case 'float32':
     case 'float64': {
@@ -91,7 +92,7 @@ export function toHostArray(data: TensorData, dtype: DType): ArrayBufferView | A
       return out;
     }
     default:
-      throw new TypeError(
+      throw new DataError(
         `plain arrays cannot become ${dtype} directly: pass raw 16-bit words (Uint16Array), or make a float32 tensor and convert it with .to('${dtype}')`,
       );
   }

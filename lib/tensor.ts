@@ -3,6 +3,8 @@ import { isGradEnabled } from './grad-mode';
 import { defaultDtypeOf, inferShape, isBinary, toHostArray, type TensorData } from './host-data';
 import { native, type DType, type HostArray, type NativeTensor, type OpAttrs } from './native/binding';
 import { registerInScope } from './scope';
+import { asyncDisposeSymbol, disposeSymbol } from './dispose-symbols';
+import { DTYPE_BYTES } from './dtypes';
 
 // Tests of tensor lifetimes: every Tensor is held here, so garbage collection cannot free what code forgot.
 let retained: Tensor[] | null = null;
@@ -44,8 +46,6 @@ export interface TensorOptions {
 }
 
 type Operand = Tensor | number;
-const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
-const asyncDisposeSymbol: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
 
 /**
  * A libtorch tensor. Metadata is synchronous; anything that computes returns a Promise and runs on
@@ -221,6 +221,5 @@ function isDtype(value: string): value is DType {
 
 function lengthOf(host: ArrayBufferView | ArrayBuffer, dtype: DType): number {
   const bytes = host.byteLength;
-  const itemSize = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int32: 4, int64: 8, uint8: 1, bool: 1 }[dtype];
-  return Math.floor(bytes / itemSize);
+  return Math.floor(bytes / DTYPE_BYTES[dtype]);
 }

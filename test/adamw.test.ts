@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, noGrad } from '../lib';
-import { AdamW } from '../lib/train/adamw';
+import { AdamW } from '../lib/optim/adamw';
 
 // Written by scripts/make-optimizer-fixtures.py (torch.optim.AdamW + clip_grad_norm_, float64).
 const golden = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'adamw-golden.json'), 'utf8'));

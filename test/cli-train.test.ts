@@ -28,7 +28,7 @@ describe('torch-dpo train (CLI)', () => {
     expect(exported.status).toBe(0);
     expect(existsSync(join(dir, 'exp', 'model.pt'))).toBe(true);
     expect(cli('report', join(dir, 'out')).stdout.trim()).toBe(join(dir, 'out', 'report.html'));
-    expect(cli('report', '--help').stdout).toMatch(/usage: torch-dpo report/);
+    expect(cli('report', '--help').stdout).toMatch(/Usage: torch-dpo report/);
   });
 
   it('exits non-zero with a one-line reason on bad config or data', () => {

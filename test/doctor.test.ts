@@ -42,7 +42,7 @@ describe('torch-dpo doctor', () => {
   });
 
   it('answers --help and rejects unknown commands', async () => {
-    expect((await capture(['doctor', '--help'])).out).toMatch(/usage: torch-dpo/);
+    expect((await capture(['doctor', '--help'])).out).toMatch(/Usage: torch-dpo doctor/);
     const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
     expect(await main(['frobnicate'])).toBe(2);
     expect(String(err.mock.calls[0][0])).toMatch(/unknown command 'frobnicate'/);

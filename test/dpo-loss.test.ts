@@ -108,7 +108,7 @@ describe('dpoLoss configuration and input errors', () => {
     [{ loss_type: 'kto' }, /loss_type/],
     [{ loss_type: ['sigmoid', 'ipo'], loss_weights: [1] }, /one weight per loss_type: 2 type\(s\), 1 weight/],
     [{ f_divergence_type: 'hellinger' }, /f_divergence_type/],
-    [{ betta: 0.1 }, /Unrecognized key.*betta/],
+    [{ betta: 0.1 }, /betta: unknown option \(did you mean 'beta'\?\)/],
     [{ beta: -1 }, /beta/],
   ] as [Record<string, unknown>, RegExp][])('rejects %j before any compute', async (config, message) => {
     await expect(dpoLoss(ok, config as DpoLossConfigInput)).rejects.toThrow(ConfigError);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { ConfigError, NativeError, ProcessGroup, distributedEnv } from '../lib';
-import { rankDevice } from '../lib/train/data-parallel';
+import { rankDevice } from '../lib/distributed/data-parallel';
 import { freePort } from './support/free-port';
 
 const DIST = join(__dirname, '..', 'dist', 'index.js'); // scripts/setup.sh builds dist/

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Tensor, loadModel, noGrad } from '../lib';
 import type { TrainerConfigInput } from '../lib/train/config';
 import { syncReference } from '../lib/train/reference';
+import { parseTrainerConfig } from '../lib/train/config';
 import { DPOTrainer } from '../lib/train/trainer';
 
 const MODEL = join(__dirname, 'fixtures', 'tiny-gpt2');
@@ -24,8 +25,7 @@ function config(dir: string, extra: Partial<TrainerConfigInput>): TrainerConfigI
 }
 
 async function trained(input: TrainerConfigInput) {
-  const t = new DPOTrainer(input);
-  await t.setup();
+  const t = await DPOTrainer.create(input);
   const result = await t.train();
   const evaluation = await t.evaluate();
   return { t, result, evaluation };
@@ -37,7 +37,7 @@ describe('reference modes', () => {
     const live = await trained(config(dir, { output_dir: join(dir, 'live') }));
     const cacheDir = join(dir, 'cache');
     const pre = await trained(config(dir, { output_dir: join(dir, 'pre'), precompute_ref_log_probs: true, cache_dir: cacheDir }));
-    expect(pre.t.reference).toBeNull();
+    expect(pre.t.reference.kind).toBe('precomputed'); // no reference model is kept
     pre.result.history.forEach((r, i) => expect(Math.abs(r.loss - live.result.history[i].loss)).toBeLessThan(1e-10));
     expect(Math.abs(pre.evaluation.eval_loss - live.evaluation.eval_loss)).toBeLessThan(1e-10);
     expect(readdirSync(join(cacheDir, 'reference')).filter((f) => f.endsWith('.reflogps'))).toHaveLength(2);
@@ -80,7 +80,7 @@ describe('reference modes', () => {
   });
 
   it('rejects impossible combinations', () => {
-    expect(() => new DPOTrainer(config('/tmp', { precompute_ref_log_probs: true, sync_ref_model: true }))).toThrow(/cannot be combined with precompute_ref_log_probs/);
-    expect(() => new DPOTrainer(config('/tmp', { precompute_ref_log_probs: true, ld_alpha: 0.5 }))).toThrow(/LD-DPO needs per-token reference/);
+    expect(() => parseTrainerConfig(config('/tmp', { precompute_ref_log_probs: true, sync_ref_model: true }))).toThrow(/cannot be combined with precompute_ref_log_probs/);
+    expect(() => parseTrainerConfig(config('/tmp', { precompute_ref_log_probs: true, ld_alpha: 0.5 }))).toThrow(/LD-DPO needs per-token reference/);
   });
 });

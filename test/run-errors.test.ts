@@ -41,7 +41,7 @@ describe('errors a user meets, each one line', () => {
   it('an unknown flag is a one-line usage error with exit 2', () => {
     const run = cli(['train', '--confg', 'x.yaml']);
     expect(run.status).toBe(2);
-    expect(run.stderr.trim()).toBe("torch-dpo train: Unknown option '--confg' (torch-dpo train --help lists the options)");
+    expect(run.stderr.trim()).toBe("torch-dpo train: unknown option '--confg' (did you mean --config?); torch-dpo train --help lists the options");
   });
 
   it('says loudly how many steps were skipped as non-finite', () => {

@@ -1,4 +1,4 @@
-import { scheduleFactor, warmupSteps } from '../lib/train/schedulers';
+import { scheduleFactor, warmupSteps } from '../lib/optim/schedulers';
 
 describe('learning-rate schedules (HF formulas)', () => {
   it('linear: warms up, then decays to zero at the last step', () => {

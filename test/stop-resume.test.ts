@@ -96,7 +96,7 @@ describe('stopping and resuming training', () => {
     expect(run.stdout()).toMatch(/stopped after 3 steps; newest checkpoint .*checkpoint-3/);
     expect(checkpointNames(out).checkpoints).toEqual(['checkpoint-3']);
     const state = readFileSync(join(out, 'checkpoint-3', 'trainer_state.json'), 'utf8');
-    expect(JSON.parse(state).step).toBe(3);
+    expect(JSON.parse(state).global_step).toBe(3);
     expect(existsSync(join(out, 'checkpoint-3', 'manifest.json'))).toBe(true);
   });
 });

@@ -53,12 +53,11 @@ describe('the hot path owns its tensors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-lifetimes-'));
     const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `w${10 + (i % 20)} w11`, chosen: ' w3 w4', rejected: ' w5 w9' }));
     writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
-    const trainer = new DPOTrainer({
+    const trainer = await DPOTrainer.create({
       model_name_or_path: TINY_GPT2, train_dataset: join(dir, 'train.jsonl'), eval_dataset: join(dir, 'train.jsonl'), output_dir: join(dir, 'out'),
       cache_dir: false, max_steps: 50, per_device_train_batch_size: 2, gradient_accumulation_steps: 2, logging_steps: 5, eval_steps: 10,
       save_steps: 1000, save_final_model: false, report_to: [],
     });
-    await trainer.setup();
     const counts: number[] = [];
     trainer.on('step', () => counts.push(live()));
     await trainer.train();

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../lib';
+import { parseTrainerConfig } from '../lib/train/config';
 import { DPOTrainer } from '../lib/train/trainer';
 import type { TrainerConfigInput } from '../lib/train/config';
 
@@ -27,8 +28,7 @@ function config(dir: string, overrides: Partial<TrainerConfigInput> = {}): Train
 }
 
 async function run(input: TrainerConfigInput) {
-  const trainer = new DPOTrainer(input);
-  await trainer.setup();
+  const trainer = await DPOTrainer.create(input);
   const result = await trainer.train();
   const params = await Promise.all((await trainer.policy.namedParameters()).map(async (p) => Array.from((await p.tensor.detach().toTypedArray()) as Float64Array)));
   trainer.dispose();
@@ -89,14 +89,12 @@ describe('DPOTrainer', () => {
     const base = config(dir, { max_steps: 20, save_steps: 10, per_device_train_batch_size: 4, learning_rate: 2e-3 });
     const straight = await run({ ...base, output_dir: join(dir, 'straight') });
 
-    const first = new DPOTrainer({ ...base, output_dir: join(dir, 'split') });
-    await first.setup();
+    const first = await DPOTrainer.create({ ...base, output_dir: join(dir, 'split') });
     const controller = new AbortController();
     first.on('step', ({ step }) => { if (step === 10) controller.abort(); });
     expect((await first.train({ signal: controller.signal })).stopped).toBe('aborted');
     first.dispose();
-    const second = new DPOTrainer({ ...base, output_dir: join(dir, 'split'), resume_from_checkpoint: true });
-    await second.setup();
+    const second = await DPOTrainer.create({ ...base, output_dir: join(dir, 'split'), resume_from_checkpoint: true });
     expect(second.step).toBe(10);
     const resumed = await second.train();
     second.dispose();
@@ -109,23 +107,22 @@ describe('DPOTrainer', () => {
     const dir = dataset(16);
     await run(config(dir, { max_steps: 5, save_steps: 2, save_total_limit: 2, per_device_train_batch_size: 2 }));
     expect(readdirSync(join(dir, 'out')).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual(['checkpoint-4', 'checkpoint-5']);
-    expect(readdirSync(join(dir, 'out', 'checkpoint-5')).sort()).toEqual(['config.json', 'manifest.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json']);
+    expect(readdirSync(join(dir, 'out', 'checkpoint-5')).sort()).toEqual(['config.json', 'manifest.json', 'model.safetensors', 'optimizer.safetensors', 'torch_dpo_state.json', 'trainer_state.json']);
     expect(readdirSync(join(dir, 'out')).some((n) => n.includes('partial'))).toBe(false);
   });
 
   it('skips non-finite updates and stops with a diagnostic after max_nonfinite_steps in a row', async () => {
     const dir = dataset(32);
     // A learning rate this large blows the weights up to inf/NaN within a step or two.
-    const trainer = new DPOTrainer(config(dir, { max_steps: 30, learning_rate: 1e30, max_grad_norm: null, max_nonfinite_steps: 2, save_steps: 1000 }));
-    await trainer.setup();
+    const trainer = await DPOTrainer.create(config(dir, { max_steps: 30, learning_rate: 1e30, max_grad_norm: null, max_nonfinite_steps: 2, save_steps: 1000 }));
     await expect(trainer.train()).rejects.toThrow(/2 non-finite steps in a row \(last at step \d+\)/);
     trainer.dispose();
   });
 
   it('rejects bad configuration before loading anything', () => {
-    expect(() => new DPOTrainer({ train_dataset: 'x.jsonl', output_dir: 'out' })).toThrow(ConfigError);
-    expect(() => new DPOTrainer({ train_dataset: 'x.jsonl', output_dir: 'out' })).toThrow(/set model_name_or_path or model/);
-    expect(() => new DPOTrainer({ model_name_or_path: MODEL, train_dataset: 'x.jsonl', output_dir: 'out', loss_type: 'exo_pair' })).toThrow(/exo_pair needs label_smoothing > 0/);
-    expect(() => new DPOTrainer({ model_name_or_path: MODEL, train_dataset: 'x.jsonl', output_dir: 'out', learning_rte: 1 } as never)).toThrow(/learning_rte/);
+    expect(() => parseTrainerConfig({ train_dataset: 'x.jsonl', output_dir: 'out' })).toThrow(ConfigError);
+    expect(() => parseTrainerConfig({ train_dataset: 'x.jsonl', output_dir: 'out' })).toThrow(/set model_name_or_path or model/);
+    expect(() => parseTrainerConfig({ model_name_or_path: MODEL, train_dataset: 'x.jsonl', output_dir: 'out', loss_type: 'exo_pair' })).toThrow(/exo_pair needs label_smoothing > 0/);
+    expect(() => parseTrainerConfig({ model_name_or_path: MODEL, train_dataset: 'x.jsonl', output_dir: 'out', learning_rte: 1 } as never)).toThrow(/learning_rte/);
   });
 });

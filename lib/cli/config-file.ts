@@ -13,9 +13,10 @@ export function readConfigFile(path: string): Record<string, unknown> {
   }
   try {
     const value = extname(path) === '.json' ? JSON.parse(text) : parseYaml(text);
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('the top level must be a mapping of option names to values');
+    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${path}: the top level must be a mapping of option names to values`);
     return value as Record<string, unknown>;
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`${path}: ${(err as Error).message}`);
   }
 }

@@ -1,6 +1,5 @@
 import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { collate, disposeBatch } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { generateGreedy } from '../demo/generate';
@@ -10,13 +9,12 @@ import type { CausalLM } from '../models/causal-lm';
 import { batchLogps } from '../train/dpo-step';
 import { DPOTrainer, type LogRecord } from '../train/trainer';
 
-export const DEMO_USAGE = `usage: torch-dpo demo [--dir DIR] [--sft-steps N] [--dpo-steps N] [--json]
-
-Trains a tiny GPT-2 (built in) to prefer positive reviews: a short SFT on mixed-sentiment
-reviews gives the starting model, then DPO on (positive, negative) pairs. Reports held-out
-accuracies before and after, sample completions, and where metrics and checkpoints are.
---json ends the output with a one-line JSON summary.
-`;
+export interface DemoOptions {
+  dir?: string;
+  sftSteps?: number;
+  dpoSteps?: number;
+  json?: boolean;
+}
 
 /** How often the model gives the chosen completion more probability than the rejected one. */
 async function preferenceAccuracy(model: CausalLM, pairs: TokenizedPair[], padId: number | null): Promise<number> {
@@ -35,26 +33,26 @@ async function preferenceAccuracy(model: CausalLM, pairs: TokenizedPair[], padId
   return wins / pairs.length;
 }
 
-export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { dir: { type: 'string' }, 'sft-steps': { type: 'string' }, 'dpo-steps': { type: 'string' }, json: { type: 'boolean' } },
-    strict: true,
-  });
+/**
+ * Trains a tiny GPT-2 (built in) to prefer positive reviews: a short SFT on mixed-sentiment reviews
+ * gives the starting model, then DPO on (positive, negative) pairs; reports held-out accuracies before
+ * and after, sample completions, and where metrics and checkpoints are.
+ */
+export async function runDemo(values: DemoOptions): Promise<number> {
   const started = Date.now();
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const dir = resolve(values.dir ?? 'torch-dpo-demo');
+  const notice = (message: string) => process.stderr.write(`torch-dpo demo: ${message}\n`);
   const task = writeDemoTask(join(dir, 'task'));
   const model = { architecture: 'gpt2' as const, config: { vocab_size: task.vocabSize, n_positions: 32, n_embd: 64, n_layer: 2, n_head: 4 } };
 
   say(`demo: workspace ${dir}`);
   say('1/3 SFT: a neutral starting model from mixed-sentiment reviews');
-  const sft = new DPOTrainer({
+  const sft = await DPOTrainer.create({
     model, tokenizer_name_or_path: join(dir, 'task'), train_dataset: task.files.sft, output_dir: join(dir, 'sft'),
     loss_type: 'sft', reference_free: true, learning_rate: 3e-3, lr_scheduler_type: 'constant',
-    max_steps: Number(values['sft-steps'] ?? 400), per_device_train_batch_size: 16, logging_steps: 50, save_steps: 100000, cache_dir: false, seed: 1,
-  });
-  await sft.setup();
+    max_steps: values.sftSteps ?? 400, per_device_train_batch_size: 16, logging_steps: 50, save_steps: 100000, cache_dir: false, seed: 1,
+  }, { notice });
   sft.on('log', (r: LogRecord) => say(`  sft step ${r.step}: token cross-entropy ${r.loss.toFixed(3)}`));
   await sft.train();
   const start = join(dir, 'start-model');
@@ -63,12 +61,11 @@ export async function runDemo(args: string[]): Promise<number> {
   sft.dispose();
 
   say('2/3 DPO: prefer the positive review (reference = the starting model)');
-  const dpo = new DPOTrainer({
+  const dpo = await DPOTrainer.create({
     model_name_or_path: start, train_dataset: task.files.train, eval_dataset: task.files.heldOut, output_dir: join(dir, 'dpo'),
-    learning_rate: 2e-3, beta: 0.1, max_steps: Number(values['dpo-steps'] ?? 40), per_device_train_batch_size: 8,
-    logging_steps: 10, save_steps: 100000, cache_dir: false, seed: 2,
-  });
-  await dpo.setup();
+    learning_rate: 2e-3, beta: 0.1, max_steps: values.dpoSteps ?? 40, per_device_train_batch_size: 8,
+    logging_steps: 5, eval_strategy: 'steps', eval_steps: 10, save_steps: 100000, cache_dir: false, seed: 2, run_name: 'demo',
+  }, { notice });
   const prompts = ['review of the concert :', 'review of the laptop :', 'review of the museum :'];
   const before = await Promise.all(prompts.map((p) => generateGreedy(dpo.policy, dpo.tokenizer, p)));
   const initialPreference = await preferenceAccuracy(dpo.policy, dpo.evalPairs, dpo.tokenizer.padId);

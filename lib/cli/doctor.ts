@@ -80,8 +80,8 @@ export function formatDoctorReport(r: DoctorReport): string {
   return lines.join('\n');
 }
 
-export function runDoctor(args: string[]): number {
+export function runDoctor(options: { json?: boolean }): number {
   const report = doctorReport();
-  process.stdout.write(args.includes('--json') ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
+  process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
   return report.ok ? 0 : 1;
 }

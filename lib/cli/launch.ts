@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { ConfigError } from '../errors';
 import { LAUNCHER_PID_VARIABLE } from './launch-link';
 
-export const LAUNCH_USAGE = `usage: torch-dpo launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- <command> [args]
+export const LAUNCH_USAGE = `Usage: torch-dpo launch --nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P] -- <command> [args]
 
 Starts N worker processes on this node with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE,
 LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). <command> is a torch-dpo command (train, eval, …) or any

@@ -1,62 +1,100 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { packageRoot } from '../native/package-root';
+import { runEval, runExport, runPrecomputeRef, runReport } from './commands';
+import { runConfig } from './config-command';
+import { runDemo } from './demo';
 import { runDoctor } from './doctor';
-import { EVAL_USAGE, EXPORT_USAGE, PRECOMPUTE_USAGE, REPORT_USAGE, runEval, runExport, runPrecomputeRef, runReport } from './commands';
-import { DEMO_USAGE, runDemo } from './demo';
-import { LAUNCH_USAGE, runLaunch } from './launch';
-import { describeFailure, runTrain, TRAIN_USAGE } from './train';
 import { exitWithLauncher } from './launch-link';
+import { LAUNCH_USAGE, runLaunch } from './launch';
+import { describeFailure, runTrain } from './train';
 
-const USAGE = `usage: torch-dpo <command> [options]
-
-commands:
-  demo [--json]     train a tiny model to prefer positive reviews and show before/after
-  train --config F  DPO training (YAML/JSON config with TRL's names; --set key=value overrides)
-  eval --config F   evaluate on eval_dataset (--checkpoint DIR for a checkpoint's weights)
-  precompute-ref    compute and cache reference log-probs (--config F)
-  export            a checkpoint as HF safetensors + TorchScript (--config F --checkpoint DIR --out DIR)
-  report DIR        write DIR/report.html from DIR/metrics.jsonl
-  launch            run N worker processes with torchrun's environment (--nproc-per-node N -- train …)
-  doctor [--json]   libtorch, CUDA, threads, BLAS and addon facts of this machine
-  help              this text
-`;
-
-type Command = (args: string[]) => number | Promise<number>;
-const COMMANDS: Record<string, Command> = {
-  doctor: runDoctor,
-  train: runTrain,
-  demo: runDemo,
-  eval: runEval,
-  'precompute-ref': runPrecomputeRef,
-  export: runExport,
-  report: runReport,
-  launch: (args) => runLaunch(args, __filename),
-  help: () => {
-    process.stdout.write(USAGE);
-    return 0;
-  },
+const collect = (value: string, previous: string[]) => [...previous, value];
+const positiveInt = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`'${value}' is not a positive integer.`);
+  return n;
 };
+// --config is checked in the action, not by commander: its missing-option check runs before the
+// unknown-option one, so `--confg x` would be reported as a missing --config instead of a typo.
+const needsConfig = (command: Command, options: { config?: string }) => {
+  if (!options.config) command.error("required option '-c, --config <file>' not specified", { exitCode: 2, code: 'commander.missingMandatoryOptionValue' });
+};
+const withConfig = (command: Command) => command
+  .option('-c, --config <file>', 'YAML or JSON config with TRL\'s option names (`torch-dpo config` lists them)')
+  .option('--set <key=value>', 'override an option (repeatable; dotted keys reach nested ones; values parse as JSON when they can)', collect, []);
 
+/** The CLI: one Command per subcommand, each with its own --help; `run` receives the exit code. */
+export function buildProgram(run: (code: Promise<number> | number) => void): Command {
+  const program = new Command('torch-dpo')
+    .description('Direct Preference Optimization on libtorch: TRL-compatible configs, fused DPO ops, data parallel')
+    .version(JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version, '-V, --version', 'print the torch-dpo version')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: () => {} }); // usage errors are printed once, on one line, by main()
+  program.command('demo').description('train a tiny model to prefer positive reviews and show before/after')
+    .option('--dir <dir>', 'workspace folder', 'torch-dpo-demo')
+    .option('--sft-steps <n>', 'steps of the SFT warm-up', positiveInt, 400)
+    .option('--dpo-steps <n>', 'steps of DPO', positiveInt, 40)
+    .option('--json', 'end with a one-line JSON summary')
+    .action((o) => run(runDemo(o)));
+  withConfig(program.command('train').description('DPO training from a config file (Ctrl-C finishes the step, saves and exits)'))
+    .action((o, cmd: Command) => run((needsConfig(cmd, o), runTrain(o))));
+  withConfig(program.command('eval').description('evaluate on eval_dataset and print the eval_ metrics as JSON'))
+    .option('--checkpoint <dir>', 'evaluate this checkpoint\'s weights')
+    .action((o, cmd: Command) => run((needsConfig(cmd, o), runEval(o))));
+  withConfig(program.command('precompute-ref').description('compute and cache the reference log-probs (precompute_ref_log_probs)'))
+    .action((o, cmd: Command) => run((needsConfig(cmd, o), runPrecomputeRef(o))));
+  withConfig(program.command('export').description('write a checkpoint as HF safetensors + config + tokenizer and TorchScript model.pt'))
+    .requiredOption('--checkpoint <dir>', 'the checkpoint folder')
+    .requiredOption('--out <dir>', 'where to write')
+    .addOption(new Option('--dtype <dtype>', 'convert the weights').choices(['float32', 'bfloat16', 'float16']))
+    .action((o, cmd: Command) => run((needsConfig(cmd, o), runExport(o))));
+  program.command('report').description('write <output_dir>/report.html from its metrics.jsonl and run.json')
+    .argument('<output_dir>', 'a training output_dir')
+    .action((dir: string) => run(runReport(dir)));
+  program.command('config').description('list every option with type, default and meaning, or write a starter config')
+    .option('--init [file]', 'write a starter YAML (default torch-dpo.yaml)')
+    .option('--force', 'with --init: replace an existing file')
+    .option('--markdown', 'print the options as a Markdown table')
+    .action((o) => run(runConfig(o)));
+  // launch passes everything after -- to the workers, so it parses its own flags (and prints its own help).
+  const launch = program.command('launch').description('run N worker processes with torchrun\'s environment (--nproc-per-node N -- train …)')
+    .helpOption(false).allowUnknownOption().allowExcessArguments().argument('[args...]')
+    .action((args: string[]) => {
+      const own = args.indexOf('--') < 0 ? args : args.slice(0, args.indexOf('--'));
+      run(own.includes('--help') || own.includes('-h') ? (process.stdout.write(LAUNCH_USAGE), 0) : runLaunch(args, __filename));
+    });
+  launch.helpInformation = () => LAUNCH_USAGE;
+  program.command('doctor').description('libtorch, CUDA, threads, BLAS and addon facts of this machine')
+    .option('--json', 'as JSON')
+    .action((o) => run(runDoctor(o)));
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code (2 for usage errors, printed on one line). */
 export async function main(argv: string[]): Promise<number> {
-  const [name = 'help', ...rest] = argv;
-  const command = COMMANDS[name === '--help' || name === '-h' ? 'help' : name];
-  if (!command) {
-    process.stderr.write(`torch-dpo: unknown command '${name}'\n${USAGE}`);
-    return 2;
-  }
-  if (rest.includes('--help') && name !== 'help' && !(name === 'launch' && rest.indexOf('--') >= 0 && rest.indexOf('--') < rest.indexOf('--help'))) {
-    const usages: Record<string, string> = { launch: LAUNCH_USAGE, train: TRAIN_USAGE, demo: DEMO_USAGE, eval: EVAL_USAGE, 'precompute-ref': PRECOMPUTE_USAGE, export: EXPORT_USAGE, report: REPORT_USAGE };
-    process.stdout.write(usages[name] ?? USAGE);
+  let result: Promise<number> | number = 0;
+  const program = buildProgram((code) => { result = code; });
+  if (argv.length === 0) {
+    program.outputHelp();
     return 0;
   }
   try {
-    return await command(rest);
+    await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
-    // node:util parseArgs: an unknown or malformed flag is a usage error, not a failure.
-    const code = (err as { code?: string }).code ?? '';
-    if (!code.startsWith('ERR_PARSE_ARGS')) throw err;
-    process.stderr.write(`torch-dpo ${name}: ${(err as Error).message.split('\n')[0]} (torch-dpo ${name} --help lists the options)\n`);
+    if (!(err instanceof CommanderError)) throw err;
+    if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code)) return 0;
+    const command = argv.find((a) => program.commands.some((c) => c.name() === a));
+    const usage = command ? `torch-dpo ${command} --help` : 'torch-dpo --help';
+    // commander's "error: unknown option '--confg'\n(Did you mean --config?)" as one line.
+    const message = err.message.replace(/^error: /, '').replace(/\n\(Did you mean (.*)\)/, ' (did you mean $1)').split('\n')[0];
+    process.stderr.write(`torch-dpo${command ? ` ${command}` : ''}: ${message}; ${usage} lists the options\n`);
     return 2;
   }
+  return result;
 }
 
 if (require.main === module) {

@@ -1,39 +1,68 @@
-import { parseArgs } from 'node:util';
+import type { DataReport } from '../data/preference-data';
 import { TorchDpoError } from '../errors';
+import type { TrainerConfigInput } from '../train/config';
 import { osReason } from '../file-errors';
+import { formatCount } from '../train/model-summary';
 import { DPOTrainer, StoppedBeforeTrainingError, type LogRecord } from '../train/trainer';
 import { StopSignals } from './stop-signals';
-import { applyOverrides, readConfigFile } from './config-file';
-
-export const TRAIN_USAGE = `usage: torch-dpo train --config <file.yaml|json> [--set key=value ...]
-
-Runs DPO training with TRL's option names (see README). --set overrides any option
-(dotted keys for nested ones, values parsed as JSON when possible). SIGINT/SIGTERM finish the
-current optimizer step, save a checkpoint and exit with 130/143; further signals do not interrupt the
-save; a third SIGINT exits at once without saving.
-`;
+import { loadConfig, type ConfigOptions } from './commands';
 
 function formatLog(r: LogRecord): string {
   const f = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
   return `step ${r.step} | epoch ${f(r.epoch, 2)} | loss ${f(r.loss)} | acc ${f(r['rewards/accuracies'], 3)} | margin ${f(r['rewards/margins'])} | lr ${r.learning_rate.toExponential(2)} | ${Math.round(r.tokens_per_second)} tok/s | nonfinite ${r.nonfinite_steps ?? 0}`;
 }
 
-export async function runTrain(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' }, set: { type: 'string', multiple: true } }, strict: true });
-  if (!values.config) {
-    process.stderr.write(TRAIN_USAGE);
-    return 2;
-  }
-  const config = applyOverrides(readConfigFile(values.config), values.set ?? []);
-  const trainer = new DPOTrainer(config as never);
-  const stop = new StopSignals('train', () => trainer.stopPlan()).install();
-  const bar = process.stdout.isTTY ? new ProgressBar() : null;
+/** One line of a data report: kept and dropped by reason, formats, truncation, boundary mismatches, lengths. */
+export function describeData(name: string, r: DataReport): string {
+  const percent = (n: number) => `${((100 * n) / Math.max(r.kept, 1)).toFixed(1)}%`;
+  const dropped = Object.entries(r.dropped).map(([reason, n]) => `${reason} ${n}`).join(', ');
+  const formats = Object.entries(r.formats).map(([format, n]) => `${format} ${n}`).join(', ');
+  const t = r.tokens;
+  return [
+    `${name}: ${r.kept} pairs kept of ${r.rowsRead} rows (${formats || 'no rows'})${dropped ? `; dropped ${dropped}` : ''}`,
+    `truncated ${r.truncated} (${percent(r.truncated)})`,
+    `boundary mismatches ${r.boundaryMismatches}${r.boundaryMismatches ? ' (the prompt tokenizes differently inside prompt+completion)' : ''}`,
+    `tokens min/mean/max: prompt ${t.prompt.min}/${t.prompt.mean.toFixed(0)}/${t.prompt.max}, chosen ${t.chosen.min}/${t.chosen.mean.toFixed(0)}/${t.chosen.max}, rejected ${t.rejected.min}/${t.rejected.mean.toFixed(0)}/${t.rejected.max}`,
+    r.cache.hit ? `from cache ${r.cache.path}` : '',
+  ].filter(Boolean).join('; ');
+}
+
+/** What the run is, printed before the first step: device, model, data, plan, resume point. */
+async function startSummary(trainer: DPOTrainer): Promise<string[]> {
+  const c = trainer.config;
+  const m = await trainer.describeModel();
+  const { stepsPerEpoch, totalSteps } = trainer.plan;
+  const lines = [
+    `device: ${trainer.device}${c.device === 'auto' ? ' (device: auto)' : ''}`,
+    `model: ${m.architecture} (${m.source}${m.path ? ` from ${m.path}` : ''}), ${formatCount(m.parameters)} parameters (${formatCount(m.trainable)} trainable), ${m.dtype}`,
+    ...m.warnings.map((w) => `model warning: ${w}`),
+    describeData('data', trainer.dataReport),
+  ];
+  if (trainer.evalDataReport) lines.push(describeData('eval data', trainer.evalDataReport));
+  const pairsPerStep = c.per_device_train_batch_size * c.gradient_accumulation_steps * trainer.worldSize;
+  lines.push(`plan: ${totalSteps} steps (${stepsPerEpoch} per epoch), ${pairsPerStep} pairs per step (${c.per_device_train_batch_size} × ${c.gradient_accumulation_steps} accumulation × ${trainer.worldSize} rank(s)); loss ${[c.loss_type].flat().join('+')}, β ${c.beta}, lr ${c.learning_rate} ${c.lr_scheduler_type}; output ${c.output_dir}`);
+  if (trainer.resumedFrom) lines.push(`resume: from ${trainer.resumedFrom.path} at step ${trainer.resumedFrom.step} of ${totalSteps}`);
+  if (trainer.tensorboardPath) lines.push(`tensorboard: ${trainer.tensorboardPath}`);
+  return lines;
+}
+
+/**
+ * Runs DPO training from a config file. SIGINT/SIGTERM finish the current optimizer step, save a
+ * checkpoint and exit with 130/143; further signals do not interrupt the save; a third SIGINT exits
+ * at once without saving. Only rank 0 prints progress; other ranks print errors only.
+ */
+export async function runTrain(options: ConfigOptions): Promise<number> {
+  const config = loadConfig(options);
+  const quiet = Number(process.env.RANK ?? '0') !== 0;
+  let trainer: DPOTrainer | null = null;
+  const stop = new StopSignals('train', () => trainer?.stopPlan() ?? 'stopping before training starts: no checkpoint is written').install();
+  const bar = process.stdout.isTTY && !quiet && config.disable_tqdm !== true ? new ProgressBar() : null;
   // Messages clear the bar's line first; the next step redraws it.
-  const say = (line: string) => process.stdout.write(`${bar ? '\r\x1b[K' : ''}${line}\n`);
-  trainer.on('notice', (message: string) => process.stderr.write(`${bar ? '\r\x1b[K' : ''}torch-dpo train: ${message}\n`));
+  const say = (line: string) => quiet || process.stdout.write(`${bar ? '\r\x1b[K' : ''}${line}\n`);
+  const notice = (message: string) => quiet || process.stderr.write(`${bar ? '\r\x1b[K' : ''}torch-dpo train: ${message}\n`);
   try {
     try {
-      await trainer.setup({ signal: stop.signal });
+      trainer = await DPOTrainer.create(config as TrainerConfigInput, { signal: stop.signal, notice });
     } catch (err) {
       if (err instanceof StoppedBeforeTrainingError) {
         process.stderr.write(`torch-dpo train: ${err.message}\n`);
@@ -41,29 +70,30 @@ export async function runTrain(args: string[]): Promise<number> {
       }
       throw err;
     }
-    const r = trainer.dataReport;
-    process.stdout.write(`data: ${r.kept} pairs kept of ${r.rowsRead} (${JSON.stringify(r.formats)}), dropped ${JSON.stringify(r.dropped)}; ${trainer.plan.totalSteps} steps\n`);
-    const total = trainer.plan.totalSteps;
+    const t = trainer;
+    for (const line of await startSummary(t)) say(line);
+    const total = t.plan.totalSteps;
     let latest: LogRecord | null = null;
-    trainer.on('step', ({ step }: { step: number }) => bar?.draw(step, total, latest));
-    trainer.on('log', (record: LogRecord) => {
+    t.on('notice', notice);
+    t.on('step', ({ step }: { step: number }) => bar?.draw(step, total, latest));
+    t.on('log', (record: LogRecord) => {
       latest = record;
-      if (!bar) process.stdout.write(`${formatLog(record)}\n`);
+      if (!bar) say(formatLog(record));
     });
-    trainer.on('checkpoint', (path: string) => say(`checkpoint: ${path}`));
-    trainer.on('eval', (m: Record<string, number>) => say(`eval step ${m.step} | loss ${m.eval_loss.toFixed(4)} | acc ${m['eval_rewards/accuracies'].toFixed(3)}`));
-    trainer.on('export', (path: string) => say(`final model: ${path}`));
-    trainer.on('report', (path: string) => say(`report: ${path}`));
-    const result = await trainer.train({ signal: stop.signal });
+    t.on('checkpoint', (path: string) => say(`checkpoint: ${path}`));
+    t.on('eval', (m: Record<string, number>) => say(`eval step ${m.step} | loss ${m.eval_loss.toFixed(4)} | acc ${m['eval_rewards/accuracies'].toFixed(3)}`));
+    t.on('export', (path: string) => say(`final model: ${path}`));
+    t.on('report', (path: string) => say(`report: ${path}`));
+    const result = await t.train({ signal: stop.signal });
     const saved = result.checkpoint ? `; newest checkpoint ${result.checkpoint}` : '; no checkpoint';
-    say(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps${saved}; metrics in ${trainer.config.output_dir}/metrics.jsonl`);
-    if (result.nonfiniteSteps > 0) {
+    say(`${result.stopped === 'done' ? 'done' : 'stopped'} after ${result.steps} steps${saved}; metrics in ${t.config.output_dir}/metrics.jsonl`);
+    if (result.nonfiniteSteps > 0 && !quiet) {
       process.stderr.write(`torch-dpo train: WARNING: ${result.nonfiniteSteps} of ${result.steps} steps skipped: non-finite loss or gradient (check learning_rate, dtype and the data)\n`);
     }
     return result.stopped === 'aborted' ? stop.code || 130 : 0;
   } finally {
     stop.uninstall();
-    trainer.dispose();
+    trainer?.dispose();
   }
 }
 

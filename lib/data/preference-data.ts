@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { z } from 'zod';
-import { ConfigError, DataError } from '../errors';
+import { DataError } from '../errors';
+import { parseDataOptions, type DataOptions, type DataOptionsInput } from './data-options';
 import { RowError, toExample, type DropReason, type PreferenceExample, type PreferenceFormat } from './examples';
 import { tokenizeAll } from './parallel-tokenize';
 import { readRows, resolveDataFiles } from './readers';
@@ -8,24 +8,6 @@ import { cacheKey, defaultCacheDir, readTokenCache, writeTokenCache } from './to
 import type { HfTokenizer } from './tokenizer';
 import type { TokenizedPair } from './tokenize-pairs';
 
-/** Data options with TRL's names; defaults here and only here. */
-export const dataOptionsSchema = z
-  .object({
-    prompt_column: z.string().default('prompt'),
-    chosen_column: z.string().default('chosen'),
-    rejected_column: z.string().default('rejected'),
-    max_length: z.number().int().positive().default(1024),
-    max_prompt_length: z.number().int().positive().optional(),
-    truncation_mode: z.enum(['keep_start', 'keep_end']).default('keep_start'),
-    /** error: the first bad row stops loading with its file, line and field; skip: count and go on. */
-    on_invalid: z.enum(['error', 'skip']).default('error'),
-    /** Worker threads for tokenizing large datasets (TRL's dataset_num_proc); default: the core count. */
-    dataset_num_proc: z.number().int().positive().optional(),
-    /** Where tokenized datasets are cached (false: no cache); default ~/.cache/torch-dpo/datasets. */
-    cache_dir: z.union([z.string(), z.literal(false)]).optional(),
-  })
-  .strict();
-export type DataOptionsInput = z.input<typeof dataOptionsSchema>;
 
 interface LengthStats {
   min: number;
@@ -67,12 +49,10 @@ function stats(values: number[]): LengthStats {
 export async function loadPreferenceData(
   paths: string | string[],
   tokenizer: HfTokenizer,
-  input: DataOptionsInput = {},
+  input: DataOptionsInput | DataOptions = {},
   parallel: { workerScript?: string | null; minExamples?: number } = {},
 ): Promise<{ pairs: TokenizedPair[]; report: DataReport }> {
-  const parsed = dataOptionsSchema.safeParse(input);
-  if (!parsed.success) throw new ConfigError(`data options are invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const o = parsed.data;
+  const o = parseDataOptions(input);
   const files = resolveDataFiles(paths);
   const { dataset_num_proc: _threads, cache_dir: cacheDir, ...shaping } = o;
   const cachePath = cacheDir === false ? null : join(cacheDir ?? defaultCacheDir(), `${await cacheKey(files, tokenizer, shaping)}.tokens`);
@@ -103,7 +83,7 @@ export async function loadPreferenceData(
       slots.push(err);
     }
   }
-  const { results, threads } = await tokenizeAll(examples, tokenizer, { maxLength: o.max_length, maxPromptLength: o.max_prompt_length, truncationMode: o.truncation_mode }, { threads: o.dataset_num_proc, ...parallel });
+  const { results, threads } = await tokenizeAll(examples, tokenizer, { maxLength: o.max_length, maxPromptLength: o.max_prompt_length, maxCompletionLength: o.max_completion_length, truncationMode: o.truncation_mode }, { threads: o.dataset_num_proc, ...parallel });
   const pairs: TokenizedPair[] = [];
   const lengths = { prompt: [] as number[], chosen: [] as number[], rejected: [] as number[] };
   for (const slot of slots) {

@@ -2,10 +2,12 @@ import { RowError, type PreferenceExample } from './examples';
 import type { ChatMessage, HfTokenizer } from './tokenizer';
 
 export interface TokenizeOptions {
-  /** Each of prompt+chosen and prompt+rejected is cut to this many tokens (default 1024). */
-  maxLength?: number;
+  /** Each of prompt+chosen and prompt+rejected is cut to this many tokens (default 1024; null: no limit). */
+  maxLength?: number | null;
   /** The prompt is cut (its start dropped) to this many tokens first, when set. */
   maxPromptLength?: number;
+  /** Each completion is cut (its end dropped) to this many tokens first, when set. */
+  maxCompletionLength?: number;
   /** keep_start keeps the head of each sequence, keep_end its tail. */
   truncationMode?: 'keep_start' | 'keep_end';
 }
@@ -61,7 +63,7 @@ function withEos(text: string, eos: string | null): string {
  * fills max_length drops the row (RowError 'prompt_too_long').
  */
 export function tokenizePair(example: PreferenceExample, tokenizer: HfTokenizer, options: TokenizeOptions = {}): TokenizedPair {
-  const maxLength = options.maxLength ?? 1024;
+  const maxLength = options.maxLength === null ? Infinity : (options.maxLength ?? 1024);
   const conversational = typeof example.prompt !== 'string';
   const text: TextParts = conversational
     ? renderConversation(example, tokenizer)
@@ -77,10 +79,17 @@ export function tokenizePair(example: PreferenceExample, tokenizer: HfTokenizer,
     if (!promptIds.every((id, i) => joint[i] === id)) mismatch = true;
     return joint.slice(promptIds.length);
   };
-  const chosenIds = completion(text.chosen);
-  const rejectedIds = completion(text.rejected);
+  let truncated = false;
+  const capped = (ids: number[]) => {
+    if (options.maxCompletionLength === undefined || ids.length <= options.maxCompletionLength) return ids;
+    truncated = true;
+    return ids.slice(0, options.maxCompletionLength);
+  };
+  const chosenIds = capped(completion(text.chosen));
+  const rejectedIds = capped(completion(text.rejected));
   if (options.maxPromptLength !== undefined && promptIds.length > options.maxPromptLength) {
     promptIds = promptIds.slice(promptIds.length - options.maxPromptLength);
+    truncated = true;
   }
   if (promptIds.length >= maxLength) {
     throw new RowError('prompt_too_long', example.source, 'prompt', `the prompt has ${promptIds.length} tokens, max_length is ${maxLength}`);
@@ -88,7 +97,6 @@ export function tokenizePair(example: PreferenceExample, tokenizer: HfTokenizer,
   for (const [ids, field] of [[chosenIds, 'chosen'], [rejectedIds, 'rejected']] as const) {
     if (ids.length === 0) throw new RowError('empty_completion', example.source, field, 'the completion has no tokens after the prompt');
   }
-  let truncated = false;
   const side = (ids: number[]): TokenizedSequence => {
     const all = promptIds.concat(ids);
     if (all.length <= maxLength) return { ids: all, promptLength: promptIds.length };

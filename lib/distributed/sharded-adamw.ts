@@ -1,9 +1,11 @@
-import { DataError } from '../errors';
+import { DataError, TorchDpoError } from '../errors';
 import { noGrad } from '../grad-mode';
 import type { NamedTensor } from '../models/script-module';
 import { runFusedOp, type Tensor } from '../tensor';
 import { zeros } from '../tensor-functions';
-import { adamwAttrs, decays, type AdamWOptions } from '../train/adamw';
+import { adamwAttrs, decays, type AdamWOptions } from '../optim/adamw';
+import { optimizerFile } from '../optim/checkpoint-files';
+import type { Optimizer } from '../optim/optimizer';
 import { bucketIndices } from './buckets';
 import type { ProcessGroup } from './process-group';
 
@@ -31,7 +33,7 @@ interface Bucket {
  * updates the owned slice in place (views of the parameters) and all-gathers the parameters.
  * The arithmetic is AdamW's element by element, so the trajectory equals unsharded data parallel.
  */
-export class ShardedAdamW {
+export class ShardedAdamW implements Optimizer {
   readonly params: NamedTensor[];
   private readonly buckets: Bucket[];
   private readonly pieces: Piece[];
@@ -49,6 +51,7 @@ export class ShardedAdamW {
   private hasGrad: boolean[] = [];
   private stepCount = 0;
   lr: number;
+  readonly statePerRank = true;
 
   constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup) {
     this.params = params.filter((p) => p.tensor.requiresGrad);
@@ -100,6 +103,19 @@ export class ShardedAdamW {
     });
   }
 
+  /** Gradients are reduce-scattered after backward, in reduceAndClip. */
+  beforeFinalBackward(): void {}
+
+  reduceAndClip(maxNorm: number | undefined): Promise<number> {
+    return this.reduceGradients(maxNorm);
+  }
+
+  stateFile(rank: number): string {
+    return optimizerFile(rank);
+  }
+
+  dispose(): void {}
+
   /**
    * Averages the gradients over ranks (each rank receives its slice), then clips them by the global
    * L2 norm when maxNorm is set. Returns the norm before clipping (the same on every rank).
@@ -135,7 +151,7 @@ export class ShardedAdamW {
 
   /** Updates this rank's slice with AdamW, then every rank gathers the full parameters. */
   async step(): Promise<void> {
-    if (!this.reduced) throw new Error('ShardedAdamW.step: call reduceGradients() first');
+    if (!this.reduced) throw new TorchDpoError('ShardedAdamW.step: call reduceGradients() first', 'ERR_USAGE');
     await this.ensureState();
     this.stepCount += 1;
     const owned = this.pieces.map((piece, k) => ({ piece, k })).filter(({ piece }) => this.hasGrad[piece.param]);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from '../errors';
+import { parseOnce } from '../config/parse';
 
 /** Every loss TRL's DPOTrainer knows (../shared/notes/dpo-spec.md, "Losses"). */
 export const LOSS_TYPES = [
@@ -17,21 +17,23 @@ export const LENGTH_NORMALISED: readonly LossType[] = ['ipo', 'sigmoid_norm', 's
  */
 export const dpoLossConfigSchema = z
   .object({
-    loss_type: z.union([z.enum(LOSS_TYPES), z.array(z.enum(LOSS_TYPES)).nonempty()]).default('sigmoid'),
-    /** One weight per loss type; default 1 each. */
-    loss_weights: z.array(z.number().finite()).nonempty().optional(),
-    beta: z.number().finite().positive().default(0.1),
-    /** cDPO smoothing for sigmoid; ε for exo_pair (> 0), robust (< 0.5), aot. */
-    label_smoothing: z.number().min(0).lt(1).default(0),
-    f_divergence_type: z.enum(F_DIVERGENCES).default('reverse_kl'),
-    f_alpha_divergence_coef: z.number().finite().default(0.5),
-    discopop_tau: z.number().finite().positive().default(0.05),
-    /** WPO: weight each pair by the policy's own (length-normalised) probability of both sequences. */
-    use_weighting: z.boolean().default(false),
-    /** LD-DPO: weight of the longer completion's tail beyond the shorter one's length. */
-    ld_alpha: z.number().min(0).max(1).optional(),
-    /** Reference log-probs are taken as 0 (SimPO/CPO-style objectives); no reference model. */
-    reference_free: z.boolean().default(false),
+    loss_type: z.union([z.enum(LOSS_TYPES), z.array(z.enum(LOSS_TYPES)).nonempty()]).default('sigmoid')
+      .describe('The DPO loss, or a list of them combined with loss_weights (e.g. [sigmoid, sft] for RPO).'),
+    loss_weights: z.array(z.number().finite()).nonempty().optional()
+      .describe('One weight per loss_type entry; default 1 each.'),
+    beta: z.number().finite().positive().default(0.1)
+      .describe('How far the policy may move from the reference: higher β, less deviation (τ for ipo).'),
+    label_smoothing: z.number().min(0).lt(1).default(0)
+      .describe('cDPO smoothing for sigmoid; the flip probability for robust (< 0.5); ε for exo_pair (> 0).'),
+    f_divergence_type: z.enum(F_DIVERGENCES).default('reverse_kl').describe('f-DPO divergence between policy and reference.'),
+    f_alpha_divergence_coef: z.number().finite().default(0.5).describe('α of alpha_divergence.'),
+    discopop_tau: z.number().finite().positive().default(0.05).describe('τ of the discopop loss.'),
+    use_weighting: z.boolean().default(false)
+      .describe("WPO: weight each pair by the policy's length-normalised probability of both completions."),
+    ld_alpha: z.number().min(0).max(1).optional()
+      .describe("LD-DPO: weight of the longer completion's tokens beyond the shorter one's length (1: plain DPO)."),
+    reference_free: z.boolean().default(false)
+      .describe('Reference log-probs are taken as 0 (SimPO/CPO-style objectives); no reference model is loaded.'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -54,14 +56,15 @@ export const dpoLossConfigSchema = z
 export type DpoLossConfigInput = z.input<typeof dpoLossConfigSchema>;
 export type DpoLossConfig = z.output<typeof dpoLossConfigSchema> & { loss_type: LossType | LossType[] };
 
-/** Validates at the boundary; every problem is listed in one ConfigError. */
+/** Validates at the boundary; every problem is listed in one ConfigError. A parsed config passes through. */
 export function parseDpoLossConfig(input: unknown, where = 'dpoLoss config'): DpoLossConfig {
-  const result = dpoLossConfigSchema.safeParse(input ?? {});
-  if (!result.success) {
-    const lines = result.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    throw new ConfigError(`${where} is invalid:\n  ${lines.join('\n  ')}`);
-  }
-  return result.data as DpoLossConfig;
+  return parseOnce(dpoLossConfigSchema, input, where) as DpoLossConfig;
+}
+
+/** The loss options out of a bigger config (the trainer's), parsed already. */
+export function dpoLossConfigOf(config: Record<string, unknown>): DpoLossConfig {
+  const keys = Object.keys(dpoLossConfigSchema.innerType().shape);
+  return parseDpoLossConfig(Object.fromEntries(Object.entries(config).filter(([k]) => keys.includes(k))));
 }
 
 export function lossTypes(config: DpoLossConfig): LossType[] {

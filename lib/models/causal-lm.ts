@@ -10,6 +10,7 @@ import { createGpt2 } from './gpt2';
 import { createLlama } from './llama';
 import { ScriptModule, type ModuleValue } from './script-module';
 import { exportSafetensors, loadSafetensorsInto } from './weights';
+import { disposeSymbol } from '../dispose-symbols';
 
 export interface ModelInfo {
   source: 'torchscript' | 'builtin';
@@ -67,7 +68,7 @@ export class CausalLM {
   }
 
   dispose(): void { this.module.dispose(); }
-  [Symbol.dispose ?? Symbol.for('nodejs.dispose')](): void { this.dispose(); }
+  [disposeSymbol](): void { this.dispose(); }
 
   private async forwardInputs(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor[]> {
     const args = this.info.forwardArgs;

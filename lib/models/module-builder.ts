@@ -1,5 +1,5 @@
-import { z } from 'zod';
-import { ConfigError } from '../errors';
+import type { z } from 'zod';
+import { parseOnce } from '../config/parse';
 import { noGrad } from '../grad-mode';
 import type { Tensor } from '../tensor';
 import { randn } from '../tensor-functions';
@@ -49,11 +49,7 @@ export async function registerAll(parent: ScriptModule, children: Record<string,
 }
 
 export function parseArchitectureConfig<S extends z.ZodTypeAny>(schema: S, input: unknown, architecture: string): z.output<S> {
-  const parsed = schema.safeParse(input ?? {});
-  if (!parsed.success) {
-    throw new ConfigError(`${architecture} config is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
+  return parseOnce(schema, input, `${architecture} config`);
 }
 
 /** mask: True where attention is NOT allowed (future keys or padding keys), shaped [B,1,T,T]. */

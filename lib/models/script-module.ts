@@ -2,6 +2,7 @@ import { DisposedError } from '../errors';
 import { isGradEnabled } from '../grad-mode';
 import { native, type DType, type NativeModule, type NativeModuleValue } from '../native/binding';
 import { settle, Tensor } from '../tensor';
+import { disposeSymbol } from '../dispose-symbols';
 
 export type ModuleValue = Tensor | number | boolean | string | null | ModuleValue[] | { [key: string]: ModuleValue };
 export type ModuleInput = Tensor | number | boolean | null;
@@ -22,7 +23,6 @@ function wrapValue(value: NativeModuleValue): ModuleValue {
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapValue(v)]));
 }
 
-const disposeSymbol: typeof Symbol.dispose = Symbol.dispose ?? Symbol.for('nodejs.dispose');
 
 /**
  * A TorchScript module (loaded from a file or assembled from TorchScript source). All work runs off

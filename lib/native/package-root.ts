@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { AddonLoadError } from '../errors';
 
 let cached: string | undefined;
 
@@ -14,7 +15,7 @@ export function packageRoot(): string {
       return dir;
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`torch-dpo: no package.json of torch-dpo above ${__dirname}`);
+    if (parent === dir) throw new AddonLoadError(`no package.json of torch-dpo above ${__dirname}: is the package installed whole?`);
     dir = parent;
   }
 }

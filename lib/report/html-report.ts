@@ -3,41 +3,22 @@ import { join } from 'node:path';
 import { DataError } from '../errors';
 import { writeFileAtomic } from '../atomic-file';
 import { parseMetricsLines } from '../train/metrics-log';
+import { readRunInfo, type RunInfo } from '../train/run-info';
+import { escapeHtml as escape, lineChart, type ChartOptions } from './svg-chart';
 
 type Row = Record<string, number>;
 
-const CHARTS: { title: string; series: string[] }[] = [
-  { title: 'loss', series: ['loss', 'eval_loss'] },
-  { title: 'reward margin', series: ['rewards/margins', 'eval_rewards/margins'] },
-  { title: 'reward accuracy', series: ['rewards/accuracies', 'eval_rewards/accuracies'] },
-  { title: 'rewards', series: ['rewards/chosen', 'rewards/rejected'] },
-  { title: 'log-probs', series: ['logps/chosen', 'logps/rejected'] },
-  { title: 'learning rate', series: ['learning_rate'] },
-  { title: 'grad norm', series: ['grad_norm'] },
-  { title: 'tokens per second', series: ['tokens_per_second'] },
+/** The charts: training series as lines, their eval_ counterparts with a marker per evaluation. */
+const CHARTS: (ChartOptions & { series: string[] })[] = [
+  { title: 'DPO loss', yTitle: 'loss', series: ['loss', 'eval_loss'], logWhenWide: true },
+  { title: 'reward accuracy', yTitle: 'fraction of pairs', series: ['rewards/accuracies', 'eval_rewards/accuracies'], yRange: [0, 1] },
+  { title: 'reward margin', yTitle: 'β·Δ log-ratio', series: ['rewards/margins', 'eval_rewards/margins'] },
+  { title: 'rewards', yTitle: 'β·log-ratio', series: ['rewards/chosen', 'rewards/rejected'] },
+  { title: 'log-probs of the completions', yTitle: 'sum of log p', series: ['logps/chosen', 'logps/rejected'] },
+  { title: 'learning rate', yTitle: 'learning rate', series: ['learning_rate'] },
+  { title: 'gradient norm (before clipping)', yTitle: 'L2 norm', series: ['grad_norm'], logWhenWide: true },
+  { title: 'throughput', yTitle: 'tokens / second', series: ['tokens_per_second'] },
 ];
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-
-function chart(title: string, rows: Row[], series: string[]): string {
-  const lines = series.map((name) => ({ name, points: rows.filter((r) => Number.isFinite(r[name])).map((r) => [r.step, r[name]] as [number, number]) })).filter((l) => l.points.length > 0);
-  if (lines.length === 0) return '';
-  const all = lines.flatMap((l) => l.points);
-  const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  let [y0, y1] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
-  if (y0 === y1) [y0, y1] = [y0 - 1, y1 + 1];
-  const W = 420, H = 220, L = 56, B = 28, T = 12, R = 12;
-  const sx = (x: number) => L + ((x - x0) / Math.max(x1 - x0, 1)) * (W - L - R);
-  const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  const fmt = (v: number) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : v.toFixed(3));
-  const paths = lines.map((l, i) => `<polyline fill="none" stroke="${COLORS[i % COLORS.length]}" stroke-width="1.6" points="${l.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>`).join('');
-  const legend = lines.map((l, i) => `<tspan fill="${COLORS[i % COLORS.length]}" dx="${i ? 12 : 0}">■ ${escape(l.name)}</tspan>`).join('');
-  return `<figure><figcaption>${escape(title)}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img">
-<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#999"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#999"/>
-<text x="${L - 4}" y="${T + 8}" text-anchor="end" font-size="10">${fmt(y1)}</text><text x="${L - 4}" y="${H - B}" text-anchor="end" font-size="10">${fmt(y0)}</text>
-<text x="${L}" y="${H - 8}" font-size="10">step ${x0}</text><text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="10">${x1}</text>
-${paths}<text x="${L + 4}" y="${T + 10}" font-size="10">${legend}</text></svg></figure>`;
-}
 
 /** Reads output_dir/metrics.jsonl (training and eval_ records); a torn last line is left out with a warning. */
 export function readMetrics(outputDir: string, warn: (message: string) => void = () => {}): Row[] {
@@ -48,18 +29,63 @@ export function readMetrics(outputDir: string, warn: (message: string) => void =
   return rows;
 }
 
-/** Writes output_dir/report.html: one self-contained page of SVG charts (no scripts, no network). */
-export function writeHtmlReport(outputDir: string, title = 'torch-dpo run', warn?: (message: string) => void): string {
+const table = (rows: [string, string][]) => `<table>${rows.map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`).join('')}</table>`;
+const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
+const duration = (seconds: number) => (seconds >= 3600 ? `${(seconds / 3600).toFixed(1)} h` : seconds >= 60 ? `${(seconds / 60).toFixed(1)} min` : `${seconds.toFixed(1)} s`);
+
+function dataRows(name: string, d: Record<string, unknown> | null): [string, string][] {
+  if (!d) return [];
+  const dropped = Object.entries((d.dropped ?? {}) as Record<string, number>).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
+  const kept = Number(d.kept);
+  return [
+    [`${name}: pairs kept`, `${kept} of ${show(d.rowsRead)} rows (${Object.entries((d.formats ?? {}) as Record<string, number>).map(([k, n]) => `${k} ${n}`).join(', ')})`],
+    [`${name}: dropped`, dropped],
+    [`${name}: truncated`, `${show(d.truncated)} (${((100 * Number(d.truncated)) / Math.max(kept, 1)).toFixed(1)}%)`],
+    [`${name}: boundary mismatches`, show(d.boundaryMismatches)],
+    [`${name}: files`, ((d.files ?? []) as string[]).join(', ')],
+  ];
+}
+
+/** What the run was: model, data, versions, segments (durations and outcomes), the whole config. */
+function metadata(info: RunInfo | null): string {
+  if (!info) return '<p class="note">No run.json in this output_dir (written by torch-dpo ≥ 0.2): only the curves are shown.</p>';
+  const m = info.model as Record<string, unknown>;
+  const run: [string, string][] = [
+    ['run name', info.run_name ?? '(none)'],
+    ['model', `${show(m.architecture)} (${show(m.source)}${m.path ? ` from ${show(m.path)}` : ''}), ${Number(m.parameters).toLocaleString('en-US')} parameters, ${show(m.dtype)} on ${show(m.device)}`],
+    ...((m.warnings ?? []) as string[]).map((w): [string, string] => ['model warning', w]),
+    ...dataRows('train data', info.data.train as Record<string, unknown>),
+    ...dataRows('eval data', info.data.eval as Record<string, unknown> | null),
+    ['non-finite steps skipped', String(info.nonfinite_steps)],
+    ['versions', Object.entries(info.versions).map(([k, v]) => `${k} ${v}`).join(', ')],
+    ...info.segments.map((s, i): [string, string] => [`run ${i + 1}${s.from_step > 0 ? ' (resumed)' : ''}`,
+      `steps ${s.from_step} → ${s.to_step ?? '?'}, started ${s.started}${s.seconds !== undefined ? `, ${duration(s.seconds)}` : ''}, ${s.outcome ?? 'killed or still running'}`]),
+  ];
+  const config = Object.entries(info.config).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]): [string, string] => [k, show(v)]);
+  return `<h2>Run</h2>${table(run)}<details><summary>Config (${config.length} options, defaults filled in)</summary>${table(config)}</details>`;
+}
+
+/** Writes output_dir/report.html: one self-contained page (no scripts, no network) of charts and the run's metadata. */
+export function writeHtmlReport(outputDir: string, title?: string, warn?: (message: string) => void): string {
   const rows = readMetrics(outputDir, warn);
+  const info = readRunInfo(outputDir);
+  const heading = title ?? (info?.run_name ? `torch-dpo run ${info.run_name}` : 'torch-dpo run');
   const last = [...rows].reverse().find((r) => Number.isFinite(r.loss));
   const lastEval = [...rows].reverse().find((r) => Number.isFinite(r.eval_loss));
   const summary = [last && `step ${last.step}: loss ${last.loss.toFixed(4)}, reward accuracy ${last['rewards/accuracies']?.toFixed(3)}, margin ${last['rewards/margins']?.toFixed(4)}`,
-    lastEval && `eval at step ${lastEval.step}: loss ${lastEval.eval_loss.toFixed(4)}, reward accuracy ${lastEval['eval_rewards/accuracies']?.toFixed(3)}`].filter(Boolean);
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${escape(title)}</title>
-<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}figure{display:inline-block;margin:8px}figcaption{font-weight:600;margin-bottom:4px}</style></head>
-<body><h1>${escape(title)}</h1><p>${summary.map((s) => escape(s as string)).join('<br>')}</p>
-${CHARTS.map((c) => chart(c.title, rows, c.series)).join('\n')}
-<p style="color:#777;font-size:12px">From ${escape(join(outputDir, 'metrics.jsonl'))} (${rows.length} records).</p></body></html>\n`;
+    lastEval && `eval at step ${lastEval.step}: loss ${lastEval.eval_loss.toFixed(4)}, reward accuracy ${lastEval['eval_rewards/accuracies']?.toFixed(3)}`].filter(Boolean) as string[];
+  const charts = CHARTS.map(({ series, ...options }) => lineChart(series.map((name) => ({
+    name, markers: name.startsWith('eval_'), points: rows.filter((r) => Number.isFinite(r[name])).map((r) => [r.step, r[name]] as [number, number]),
+  })), options)).join('\n');
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${escape(heading)}</title>
+<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}figure{display:inline-block;margin:8px 10px}
+figcaption{font-weight:600;margin-bottom:2px}svg text{font-size:11px;fill:#333}svg .axis{font-size:12px;fill:#555}.grid{stroke:#e3e3e3}
+.frame{fill:none;stroke:#999}table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f6f6f6;font-weight:600;white-space:nowrap}td{word-break:break-word}.note{color:#777;font-size:12px}</style></head>
+<body><h1>${escape(heading)}</h1><p>${summary.map(escape).join('<br>')}</p>
+${charts}
+${metadata(info)}
+<p class="note">From ${escape(join(outputDir, 'metrics.jsonl'))} (${rows.length} records)${info ? ` and ${escape(join(outputDir, 'run.json'))}` : ''}.</p></body></html>\n`;
   const path = join(outputDir, 'report.html');
   writeFileAtomic(path, html);
   return path;

@@ -1,3 +1,4 @@
+import { DataError } from '../errors';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -89,9 +90,9 @@ export function readTfRecords(bytes: Buffer): Buffer[] {
   let offset = 0;
   while (offset < bytes.length) {
     const length = Number(bytes.readBigUInt64LE(offset));
-    if (bytes.readUInt32LE(offset + 8) !== maskedCrc(bytes.subarray(offset, offset + 8))) throw new Error(`bad length CRC at byte ${offset}`);
+    if (bytes.readUInt32LE(offset + 8) !== maskedCrc(bytes.subarray(offset, offset + 8))) throw new DataError(`bad length CRC at byte ${offset}`);
     const data = bytes.subarray(offset + 12, offset + 12 + length);
-    if (bytes.readUInt32LE(offset + 12 + length) !== maskedCrc(data)) throw new Error(`bad data CRC at byte ${offset}`);
+    if (bytes.readUInt32LE(offset + 12 + length) !== maskedCrc(data)) throw new DataError(`bad data CRC at byte ${offset}`);
     out.push(Buffer.from(data));
     offset += 16 + length;
   }

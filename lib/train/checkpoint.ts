@@ -7,24 +7,31 @@ import { fileAction, fileActionAsync } from '../file-errors';
 import { entryToTensor, readSafetensors, writeSafetensors } from '../models/safetensors';
 import { cudaDeviceCount, rngStates, setRngStates } from '../runtime';
 import type { Tensor } from '../tensor';
+import { optimizerFile } from '../optim/checkpoint-files';
 import { isProcessAlive } from './process-liveness';
 
-/** What a checkpoint stores beside the weights and optimizer moments. */
-export interface TrainerState {
-  version: 1;
+/**
+ * torch-dpo's own state in a checkpoint (torch_dpo_state.json), beside the weights, the optimizer
+ * moments and HF's trainer_state.json (written for tools that read it; see hf-trainer-state.ts).
+ */
+export interface TorchDpoState {
+  version: 2;
   step: number;
   optimizerSteps: number;
   tokensSeen: number;
   /** Steps skipped so far because of a non-finite loss or gradient. */
-  nonfiniteSteps?: number;
+  nonfiniteSteps: number;
   /** Data-parallel ranks the run had; resume needs the same. */
-  worldSize?: number;
+  worldSize: number;
   /** ZeRO-1: each rank's optimizer moments are in optimizer.rank-<r>.safetensors instead of optimizer.safetensors. */
-  optimizerSharding?: boolean;
-  history: Record<string, number>[];
+  optimizerSharding: boolean;
+  /** Training logs and evaluations so far (HF's log_history). */
+  logHistory: Record<string, number>[];
   rng: string[];
   config: Record<string, unknown>;
 }
+export const STATE_FILE = 'torch_dpo_state.json';
+export const HF_STATE_FILE = 'trainer_state.json';
 
 /**
  * Written last into a checkpoint: every other file and its size. A checkpoint without it, or whose
@@ -103,9 +110,6 @@ export function listCheckpoints(outputDir: string): CheckpointEntry[] {
   return scanCheckpoints(outputDir).complete;
 }
 
-/** The optimizer file of a checkpoint: one for the run, or one per rank with optimizer sharding. */
-export const optimizerFile = (rank: number | null) => (rank === null ? 'optimizer.safetensors' : `optimizer.rank-${rank}.safetensors`);
-
 /** The temporary folder a checkpoint is assembled in (every rank must name the same one). */
 export const partialCheckpointDir = (outputDir: string, step: number, tag: number) => join(outputDir, `.checkpoint-${step}.partial-${tag}`);
 const trashDir = (outputDir: string, step: number) => join(outputDir, `.checkpoint-${step}.trash-${process.pid}`);
@@ -145,9 +149,27 @@ export function beginCheckpoint(partial: string, step: number): void {
   faultPoint('checkpoint:begin');
 }
 
+/** Writes the weights into a checkpoint's temporary folder (rank 0). */
+export async function writeCheckpointWeights(partial: string, step: number, exportWeights: (dir: string) => Promise<void>): Promise<void> {
+  await fileActionAsync('write the weights into', partial, () => exportWeights(partial), `at step ${step}`);
+  faultPoint('checkpoint:weights');
+}
+
+/** Writes optimizer state tensors into a checkpoint's temporary folder (each rank its own file when sharded). */
+export async function writeOptimizerState(partial: string, file: string, tensors: Map<string, Tensor>, step: number): Promise<void> {
+  const path = join(partial, file);
+  await fileActionAsync('write', path, () => writeSafetensors(path, tensors), `at step ${step}`);
+  faultPoint('checkpoint:optimizer');
+}
+
+/** Removes a checkpoint's temporary folder after a failed save (the previous checkpoints stay). */
+export function abandonCheckpoint(partial: string): void {
+  rmSync(partial, { recursive: true, force: true });
+}
+
 /**
- * Completes output_dir/checkpoint-<step> from its temporary folder: weights, optimizer moments (unless
- * each rank wrote its own), state, and last the manifest; then it is renamed into place. An existing
+ * Completes output_dir/checkpoint-<step> from its temporary folder (where weights and optimizer state
+ * are already): state files, and last the manifest; then it is renamed into place. An existing
  * checkpoint of the same step is renamed aside first and deleted only once the new one is in place,
  * so at every instant output_dir holds a complete copy. Then keeps the newest `keep` checkpoints.
  * A failure (full disk, I/O error) removes the temporary folder and names the file and step.
@@ -156,27 +178,22 @@ export async function finishCheckpoint(
   partial: string,
   outputDir: string,
   step: number,
-  parts: { exportWeights: (dir: string) => Promise<void>; optimizer: Map<string, Tensor> | null; state: Omit<TrainerState, 'version' | 'rng'> },
+  parts: { state: Omit<TorchDpoState, 'version' | 'rng'>; hfState: object },
   keep?: number,
 ): Promise<string> {
   const final = join(outputDir, `checkpoint-${step}`);
   const at = `at step ${step}`;
   try {
-    await fileActionAsync('write the weights into', partial, () => parts.exportWeights(partial), at);
-    faultPoint('checkpoint:weights');
-    if (parts.optimizer) {
-      const file = join(partial, optimizerFile(null));
-      await fileActionAsync('write', file, () => writeSafetensors(file, parts.optimizer!), at);
-    }
-    faultPoint('checkpoint:optimizer');
-    const state: TrainerState = { version: 1, ...parts.state, rng: rngStates().map((s) => Buffer.from(s).toString('base64')) };
-    const stateFile = join(partial, 'trainer_state.json');
+    const state: TorchDpoState = { version: 2, ...parts.state, rng: rngStates().map((s) => Buffer.from(s).toString('base64')) };
+    const stateFile = join(partial, STATE_FILE);
     fileAction('write', stateFile, () => writeFileAtomic(stateFile, `${JSON.stringify(state, null, 1)}\n`), at);
+    const hfFile = join(partial, HF_STATE_FILE);
+    fileAction('write', hfFile, () => writeFileAtomic(hfFile, `${JSON.stringify(parts.hfState, null, 2)}\n`), at);
     faultPoint('checkpoint:state');
     writeManifest(partial, step);
     faultPoint('checkpoint:manifest');
   } catch (err) {
-    rmSync(partial, { recursive: true, force: true });
+    abandonCheckpoint(partial);
     throw err;
   }
   installCheckpoint(partial, final, outputDir, step);
@@ -228,22 +245,34 @@ function syncFolder(dir: string): void {
   }
 }
 
-/**
- * Reads a complete checkpoint folder (the optimizer file of `rank` when it was written sharded);
- * restores the generator states. Weights are loaded by the caller.
- */
-export function readCheckpoint(path: string, rank: number | null = null): { state: TrainerState; optimizer: Map<string, Tensor> } {
-  const stateFile = join(path, 'trainer_state.json');
-  if (!existsSync(stateFile)) throw new DataError(`${path}: not a checkpoint (no trainer_state.json)`);
+/** Version 1 checkpoints kept everything in trainer_state.json with history as the training logs. */
+function upgradeState(raw: Record<string, unknown>, file: string): TorchDpoState {
+  if (raw.version === 2) return raw as unknown as TorchDpoState;
+  if (raw.version === 1) {
+    const { history, ...rest } = raw as { history?: Record<string, number>[] };
+    return { nonfiniteSteps: 0, worldSize: 1, optimizerSharding: false, ...rest, version: 2, logHistory: history ?? [] } as TorchDpoState;
+  }
+  throw new DataError(`${file}: unknown checkpoint version ${String(raw.version)}`);
+}
+
+/** Reads a complete checkpoint folder's state and restores the generator states; weights and optimizer are loaded by the caller. */
+export function readCheckpoint(path: string): TorchDpoState {
+  // Checkpoints of torch-dpo 0.1 have only trainer_state.json, in their own schema.
+  const stateFile = existsSync(join(path, STATE_FILE)) ? join(path, STATE_FILE) : join(path, HF_STATE_FILE);
+  if (!existsSync(stateFile)) throw new DataError(`${path}: not a checkpoint (no ${STATE_FILE})`);
   const reason = incompleteReason(path);
   if (reason) throw new DataError(`${path} is incomplete: ${reason}; resume from an earlier checkpoint (resume_from_checkpoint: true picks the newest complete one)`);
-  const state = JSON.parse(readFileSync(stateFile, 'utf8')) as TrainerState;
-  if (state.version !== 1) throw new DataError(`${stateFile}: unknown checkpoint version ${String(state.version)}`);
-  const optimizer = new Map<string, Tensor>();
-  const file = join(path, optimizerFile(state.optimizerSharding ? rank ?? 0 : null));
-  if (!existsSync(file)) throw new DataError(`${path}: no ${optimizerFile(state.optimizerSharding ? rank ?? 0 : null)} (an incomplete checkpoint?)`);
-  for (const [name, entry] of readSafetensors(file).tensors) optimizer.set(name, entryToTensor(entry));
+  const state = upgradeState(JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, unknown>, stateFile);
   // CPU first, then one per CUDA device; a GPU checkpoint resumed elsewhere restores what exists.
   setRngStates(state.rng.slice(0, 1 + cudaDeviceCount()).map((s) => new Uint8Array(Buffer.from(s, 'base64'))));
-  return { state, optimizer };
+  return state;
+}
+
+/** The optimizer state tensors of a checkpoint file. */
+export function readOptimizerState(path: string, file: string): Map<string, Tensor> {
+  const full = join(path, file);
+  if (!existsSync(full)) throw new DataError(`${path}: no ${file} (written with another optimizer_sharding setting or world size?)`);
+  const out = new Map<string, Tensor>();
+  for (const [name, entry] of readSafetensors(full).tensors) out.set(name, entryToTensor(entry));
+  return out;
 }

@@ -1,87 +1,83 @@
 import { z } from 'zod';
-import { ConfigError } from '../errors';
+import { describeOptions, type OptionDoc } from '../config/describe-options';
+import { isParsed, keysOf, parseOnce } from '../config/parse';
+import { translateTrlKeys, FOREIGN_KEYS } from '../config/trl-compat';
+import { dataOptionsSchema } from '../data/data-options';
 import { dpoLossConfigSchema } from '../loss/dpo-config';
+import { optimizerConfigSchema, stepsOrRatio } from '../optim/optimizer-config';
+
+const INTERVALS = ['no', 'steps', 'epoch'] as const;
+const DTYPES = ['float32', 'float64', 'bfloat16', 'float16'] as const;
 
 /**
- * The trainer's options with TRL's DPOConfig names. Defaults (TRL's, so configs move over) live here
- * and only here; the loss options come from lib/loss/dpo-config.ts.
+ * What a run is: model, data, schedule, logging, evaluation, checkpoints, reference. With the data,
+ * loss and optimizer schemas merged in, this is every option torch-dpo takes, with TRL's DPOConfig /
+ * TrainingArguments names and TRL's defaults; the descriptions are what `torch-dpo config` prints.
  */
-export const trainerConfigSchema = z
-  .object({
-    model_name_or_path: z.string().optional(),
-    /** A built-in model instead: { architecture: 'gpt2' | 'llama', config: {...} } plus a tokenizer folder. */
-    model: z.object({ architecture: z.enum(['gpt2', 'llama']), config: z.record(z.unknown()).default({}) }).optional(),
-    tokenizer_name_or_path: z.string().optional(),
-    train_dataset: z.union([z.string(), z.array(z.string()).nonempty()]),
-    eval_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).optional(),
-    output_dir: z.string(),
-    device: z.string().default('cpu'),
-    /** Parameter dtype after loading (TRL's model_init_kwargs.torch_dtype); default: as stored. */
-    dtype: z.enum(['float32', 'float64', 'bfloat16', 'float16']).optional(),
-    learning_rate: z.number().positive().default(1e-6),
-    adam_beta1: z.number().min(0).lt(1).default(0.9),
-    adam_beta2: z.number().min(0).lt(1).default(0.999),
-    adam_epsilon: z.number().positive().default(1e-8),
-    weight_decay: z.number().min(0).default(0),
-    lr_scheduler_type: z.enum(['linear', 'cosine', 'constant', 'constant_with_warmup']).default('linear'),
-    warmup_steps: z.number().int().min(0).default(0),
-    warmup_ratio: z.number().min(0).max(1).default(0),
-    max_grad_norm: z.number().positive().nullable().default(1.0),
-    per_device_train_batch_size: z.number().int().positive().default(8),
-    per_device_eval_batch_size: z.number().int().positive().default(8),
-    gradient_accumulation_steps: z.number().int().positive().default(1),
-    num_train_epochs: z.number().positive().default(3),
-    /** > 0 overrides num_train_epochs. */
-    max_steps: z.number().int().default(-1),
-    max_length: z.number().int().positive().default(1024),
-    max_prompt_length: z.number().int().positive().optional(),
-    truncation_mode: z.enum(['keep_start', 'keep_end']).default('keep_start'),
-    pad_to_multiple_of: z.number().int().positive().optional(),
-    group_by_length: z.boolean().default(false),
-    disable_dropout: z.boolean().default(true),
-    logging_steps: z.number().int().positive().default(10),
-    /** Where metrics go besides metrics.jsonl and the HTML report: TensorBoard event files in output_dir/runs. */
-    report_to: z.array(z.enum(['tensorboard'])).default(['tensorboard']),
-    save_steps: z.number().int().positive().default(500),
-    /** Evaluate on eval_dataset every eval_steps optimizer steps (and at the end). */
-    eval_steps: z.number().int().positive().optional(),
-    /** Keep only the newest N checkpoints. */
-    save_total_limit: z.number().int().positive().optional(),
-    /** A checkpoint folder, or true for the newest one in output_dir. */
-    resume_from_checkpoint: z.union([z.string(), z.boolean()]).optional(),
-    /** Seconds a collective may wait for the other ranks before the run fails (HF's ddp_timeout). */
-    ddp_timeout: z.number().int().positive().default(1800),
-    /**
-     * ZeRO stage 1 with several ranks: each rank keeps AdamW moments for 1/world size of the parameters
-     * (per-rank optimizer files in checkpoints; on several machines output_dir must be shared storage).
-     */
-    optimizer_sharding: z.boolean().default(false),
-    /** Stop after this many non-finite steps in a row. */
-    max_nonfinite_steps: z.number().int().positive().default(3),
-    seed: z.number().int().min(0).default(42),
-    /** Reference log-probs computed once before training (cached on disk); no reference kept in memory. */
-    precompute_ref_log_probs: z.boolean().default(false),
-    precompute_ref_batch_size: z.number().int().positive().optional(),
-    /** TR-DPO: every ref_model_sync_steps, reference ← α·policy + (1 − α)·reference. */
-    sync_ref_model: z.boolean().default(false),
-    ref_model_mixup_alpha: z.number().min(0).max(1).default(0.6),
-    ref_model_sync_steps: z.number().int().positive().default(512),
-    /** Write output_dir/final (safetensors + config + tokenizer + TorchScript model.pt) at the end. */
-    save_final_model: z.boolean().default(true),
-    /** Use forward_hidden + the fused-linear log-probs when the model has them. */
-    use_fused_linear: z.boolean().default(true),
-    on_invalid: z.enum(['error', 'skip']).default('error'),
-    dataset_num_proc: z.number().int().positive().optional(),
-    cache_dir: z.union([z.string(), z.literal(false)]).optional(),
-  })
+const runOptionsSchema = z.object({
+  model_name_or_path: z.string().optional().describe('A folder with an exported model (TorchScript model.pt or safetensors + config.json) and its tokenizer.'),
+  model: z.object({ architecture: z.enum(['gpt2', 'llama']), config: z.record(z.unknown()).default({}) }).strict().optional()
+    .describe('A built-in model instead of model_name_or_path: { architecture: gpt2 | llama, config: {...} }.'),
+  tokenizer_name_or_path: z.string().optional().describe('Folder of tokenizer.json (+ tokenizer_config.json); default: model_name_or_path.'),
+  train_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).describe('Preference data: JSONL, JSON or Parquet files, folders or globs.'),
+  eval_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).optional().describe('Held-out preference data, same formats.'),
+  output_dir: z.string().describe('Where checkpoints, metrics.jsonl, report.html, runs/ and final/ go.'),
+  run_name: z.string().optional().describe('A name for the run, shown in the report and trainer_state.json.'),
+  device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, 'must be auto, cpu, cuda or cuda:N').default('auto')
+    .describe('auto: cuda when libtorch has CUDA and a GPU is visible, else cpu; or cpu, cuda, cuda:N.'),
+  dtype: z.enum(DTYPES).optional().describe('Parameter dtype after loading (TRL: model_init_kwargs.dtype); default: as stored.'),
+  seed: z.number().int().min(0).default(42).describe('Seed of initialisation and dropout.'),
+  data_seed: z.number().int().min(0).optional().describe('Seed of the batch order; default: seed.'),
+  disable_dropout: z.boolean().default(true).describe('Train with dropout off in policy and reference.'),
+  use_fused_linear: z.boolean().default(true).describe("Fused lm_head + log-softmax log-probs when the model has forward_hidden (never materialises the logits)."),
+  per_device_train_batch_size: z.number().int().positive().default(8).describe('Pairs per micro-batch on each rank.'),
+  per_device_eval_batch_size: z.number().int().positive().default(8).describe('Pairs per evaluation batch on each rank.'),
+  gradient_accumulation_steps: z.number().int().positive().default(1).describe('Micro-batches per optimizer step.'),
+  num_train_epochs: z.number().positive().default(3).describe('Epochs to train (a fraction trains part of the last one).'),
+  max_steps: z.number().int().default(-1).describe('When > 0: optimizer steps to train, overriding num_train_epochs.'),
+  train_sampling_strategy: z.enum(['random', 'sequential', 'group_by_length']).default('random')
+    .describe('Batch order: shuffled each epoch, in file order, or shuffled among batches of similar length (less padding).'),
+  pad_to_multiple_of: z.number().int().positive().optional().describe('Pad batch lengths up to a multiple of N.'),
+  logging_strategy: z.enum(INTERVALS).default('steps').describe('When training metrics are logged: every logging_steps, every epoch, or never.'),
+  logging_steps: stepsOrRatio.default(10).describe('Steps between logs (a fraction in (0, 1): of the total steps).'),
+  logging_first_step: z.boolean().default(false).describe('Also log after the first step.'),
+  report_to: z.array(z.enum(['tensorboard'])).default(['tensorboard'])
+    .describe('Integrations besides metrics.jsonl and report.html: tensorboard (runs/<time>_<host>), or none.'),
+  logging_dir: z.string().optional().describe('Where TensorBoard event files go; default output_dir/runs/<time>_<host>.'),
+  disable_tqdm: z.boolean().default(false).describe('No progress bar: print each log as a line instead.'),
+  eval_strategy: z.enum(INTERVALS).optional()
+    .describe('When eval_dataset is evaluated: every eval_steps, every epoch, or never; default: steps when eval_steps is set, else no.'),
+  eval_steps: stepsOrRatio.optional().describe('Steps between evaluations; default logging_steps (a fraction: of the total steps).'),
+  eval_delay: z.number().min(0).default(0).describe('No evaluation before this many steps (epochs with eval_strategy epoch).'),
+  eval_on_start: z.boolean().default(false).describe('Evaluate once before the first step.'),
+  save_strategy: z.enum(INTERVALS).default('steps').describe('When checkpoints are saved: every save_steps, every epoch, or only when stopped early.'),
+  save_steps: stepsOrRatio.default(500).describe('Steps between checkpoints (a fraction: of the total steps).'),
+  save_total_limit: z.number().int().positive().optional().describe('Keep only the newest N checkpoints.'),
+  save_final_model: z.boolean().default(true).describe('Write output_dir/final (safetensors + config + tokenizer + TorchScript model.pt) at the end.'),
+  resume_from_checkpoint: z.union([z.string(), z.boolean()]).optional().describe('A checkpoint folder, or true for the newest complete one in output_dir.'),
+  ddp_timeout: z.number().int().positive().default(1800).describe('Seconds a collective may wait for the other ranks before the run fails.'),
+  max_nonfinite_steps: z.number().int().positive().default(3).describe('Stop after this many non-finite steps in a row (each is skipped).'),
+  torch_empty_cache_steps: z.number().int().positive().optional().describe('Empty the allocator caches (CUDA and CPU) every N steps.'),
+  precompute_ref_log_probs: z.boolean().default(false).describe('Reference log-probs computed once before training (cached on disk); no reference kept in memory.'),
+  precompute_ref_batch_size: z.number().int().positive().optional().describe('Batch size of that pass; default per_device_eval_batch_size.'),
+  sync_ref_model: z.boolean().default(false).describe('TR-DPO: every ref_model_sync_steps, reference ← α·policy + (1 − α)·reference.'),
+  ref_model_mixup_alpha: z.number().min(0).max(1).default(0.6).describe('TR-DPO α.'),
+  ref_model_sync_steps: z.number().int().positive().default(512).describe('TR-DPO τ: steps between syncs.'),
+});
+
+export const trainerConfigSchema = runOptionsSchema
+  .merge(dataOptionsSchema)
+  .merge(optimizerConfigSchema)
   .merge(dpoLossConfigSchema.innerType())
   .strict()
   .superRefine((c, ctx) => {
-    if (!c.model_name_or_path && !c.model) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model_name_or_path'], message: 'set model_name_or_path or model' });
-    if (c.model && !c.tokenizer_name_or_path) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tokenizer_name_or_path'], message: 'a built-in model needs tokenizer_name_or_path' });
-    if (c.precompute_ref_log_probs && c.sync_ref_model) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sync_ref_model'], message: 'cannot be combined with precompute_ref_log_probs (the reference changes)' });
-    if (c.precompute_ref_log_probs && c.ld_alpha !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['ld_alpha'], message: 'LD-DPO needs per-token reference log-probs: not with precompute_ref_log_probs' });
-    if (c.sync_ref_model && c.reference_free) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['sync_ref_model'], message: 'there is no reference to sync with reference_free' });
+    const fail = (path: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message });
+    if (!c.model_name_or_path && !c.model) fail('model_name_or_path', 'set model_name_or_path or model');
+    if (c.model && !c.tokenizer_name_or_path) fail('tokenizer_name_or_path', 'a built-in model needs tokenizer_name_or_path');
+    if (c.precompute_ref_log_probs && c.sync_ref_model) fail('sync_ref_model', 'cannot be combined with precompute_ref_log_probs (the reference changes)');
+    if (c.precompute_ref_log_probs && c.ld_alpha !== undefined) fail('ld_alpha', 'LD-DPO needs per-token reference log-probs: not with precompute_ref_log_probs');
+    if (c.sync_ref_model && c.reference_free) fail('sync_ref_model', 'there is no reference to sync with reference_free');
+    if (c.eval_strategy && c.eval_strategy !== 'no' && !c.eval_dataset) fail('eval_strategy', `'${c.eval_strategy}' needs eval_dataset`);
     // The loss options' own cross-checks (exo_pair ε, robust ε, WPO with aot, weights per type).
     const loss = dpoLossConfigSchema.safeParse(Object.fromEntries(Object.entries(c).filter(([k]) => k in dpoLossConfigSchema.innerType().shape)));
     if (!loss.success) for (const issue of loss.error.issues) ctx.addIssue(issue);
@@ -90,12 +86,22 @@ export const trainerConfigSchema = z
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 export type TrainerConfig = z.output<typeof trainerConfigSchema>;
 
+/** Every option torch-dpo takes, with its type, default and doc (for `torch-dpo config` and the README). */
+export function trainerOptions(): OptionDoc[] {
+  return describeOptions(trainerConfigSchema);
+}
+
+/**
+ * Validates a config at the boundary. TRL / transformers keys torch-dpo does not take as they are are
+ * translated first (mapped, accepted as no-ops, or refused with the torch-dpo way); `notices` says
+ * what was mapped or ignored, one line each.
+ */
+export function parseTrainerConfigWithNotices(input: unknown, where = 'trainer config'): { config: TrainerConfig; notices: string[] } {
+  if (isParsed(input)) return { config: input as TrainerConfig, notices: [] };
+  const { config, notices } = translateTrlKeys((input ?? {}) as Record<string, unknown>, where);
+  return { config: parseOnce(trainerConfigSchema, config, where, [...keysOf(trainerConfigSchema), ...Object.keys(FOREIGN_KEYS)]), notices };
+}
+
 export function parseTrainerConfig(input: unknown, where = 'trainer config'): TrainerConfig {
-  const result = trainerConfigSchema.safeParse(input);
-  if (!result.success) {
-    // The loss options are checked twice (shape and cross-checks): report each problem once.
-    const lines = [...new Set(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`))];
-    throw new ConfigError(`${where} is invalid:\n  ${lines.join('\n  ')}`);
-  }
-  return result.data;
+  return parseTrainerConfigWithNotices(input, where).config;
 }

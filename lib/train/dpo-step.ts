@@ -43,12 +43,18 @@ const halves = async (t: Tensor, b: number) => [await t.narrow(0, 0, b), await t
  * loss × scale. scale = pairs in this micro-batch / pairs in the optimizer step, so gradient
  * accumulation over micro-batches equals one big batch.
  */
-/** The reference side: a frozen model, or log-probs computed beforehand for this batch's pairs. */
-export type ReferenceSource = CausalLM | { chosen: number[]; rejected: number[] } | null;
+/**
+ * The reference side of one batch: a frozen model, log-probs computed beforehand for the batch's
+ * pairs, or none (reference_free: the reference log-probs are 0).
+ */
+export type BatchReference =
+  | { kind: 'model'; model: CausalLM }
+  | { kind: 'logps'; chosen: number[]; rejected: number[] }
+  | { kind: 'none' };
 
 export function microStep(
   policy: CausalLM,
-  reference: ReferenceSource,
+  reference: BatchReference,
   batch: PreferenceBatch,
   loss: DpoLossConfig,
   scale: number,
@@ -68,7 +74,7 @@ export function microStep(
  */
 export function pairLoss(
   policy: CausalLM,
-  reference: ReferenceSource,
+  reference: BatchReference,
   batch: PreferenceBatch,
   loss: DpoLossConfig,
   fusedLinear: boolean,
@@ -77,14 +83,14 @@ export function pairLoss(
     const B = batch.pairs;
     const ld = loss.ld_alpha !== undefined;
     const pol = await batchLogps(policy, batch, { tokenLogps: ld, wpo: loss.use_weighting, metrics: true, fusedLinear });
-    const model = reference && 'forward' in reference ? reference : null;
-    const ref = loss.reference_free || !model ? null : await noGrad(() => batchLogps(model, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear }));
+    const model = reference.kind === 'model' && !loss.reference_free ? reference.model : null;
+    const ref = model ? await noGrad(() => batchLogps(model, batch, { tokenLogps: ld, wpo: false, metrics: false, fusedLinear })) : null;
     const [pc, pr] = await halves(pol.logps, B);
     const [nc, nr] = await halves(pol.counts, B);
     const inputs: DpoLossInputs = { policyChosenLogps: pc, policyRejectedLogps: pr, chosenLengths: nc, rejectedLengths: nr };
     if (ref) [inputs.referenceChosenLogps, inputs.referenceRejectedLogps] = await halves(ref.logps, B);
-    else if (reference && !loss.reference_free && !model) {
-      const { chosen, rejected } = reference as { chosen: number[]; rejected: number[] };
+    else if (reference.kind === 'logps' && !loss.reference_free) {
+      const { chosen, rejected } = reference;
       const device = pol.logps.device;
       inputs.referenceChosenLogps = await Tensor.from(chosen, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });
       inputs.referenceRejectedLogps = await Tensor.from(rejected, { dtype: 'float64' }).to({ device, dtype: pol.logps.dtype });

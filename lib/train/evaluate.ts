@@ -4,15 +4,13 @@ import { TorchDpoError } from '../errors';
 import { noGrad } from '../grad-mode';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import type { CausalLM } from '../models/causal-lm';
-import type { DataParallel } from './data-parallel';
-import { pairLoss } from './dpo-step';
-import type { ReferenceLogps } from './reference';
-import { pick } from './train-records';
+import type { DataParallel } from '../distributed/data-parallel';
+import { pairLoss, type BatchReference } from './dpo-step';
 
 export interface EvaluationSetup {
   policy: CausalLM;
-  /** A frozen reference model, log-probs computed beforehand for these pairs, or null (reference_free). */
-  reference: CausalLM | ReferenceLogps | null;
+  /** The reference side of a batch of these pairs at the given indices. */
+  referenceFor: (indices: number[]) => BatchReference;
   loss: DpoLossConfig;
   padId: number | null;
   batchSize: number;
@@ -35,13 +33,12 @@ export async function evaluatePairs(pairs: TokenizedPair[], setup: EvaluationSet
   // metric names and joins the sum.
   const mine = starts.filter((_, i) => i % worldSize === rank);
   const work = mine.length > 0 ? mine.map((start) => ({ start, weight: 1 })) : [{ start: 0, weight: 0 }];
-  const precomputed = setup.reference && !('forward' in setup.reference) ? setup.reference : null;
   const totals: Record<string, number> = {};
   for (const { start, weight } of work) {
     const chunk = pairs.slice(start, start + size);
     const batch = collate(chunk, { padId: setup.padId, padToMultipleOf: setup.padToMultipleOf });
     try {
-      const reference = precomputed ? pick(precomputed, chunk.map((_, k) => start + k)) : (setup.reference as CausalLM | null);
+      const reference = setup.referenceFor(chunk.map((_, k) => start + k));
       const r = await noGrad(() => pairLoss(setup.policy, reference, batch, setup.loss, setup.fusedLinear));
       r.result.dispose();
       for (const [key, value] of Object.entries({ loss: r.loss, ...r.metrics })) totals[key] = (totals[key] ?? 0) + value * r.pairs * weight;

@@ -6,13 +6,31 @@ import type { TokenizedPair } from '../data/tokenize-pairs';
 import { noGrad } from '../grad-mode';
 import { scope } from '../scope';
 import type { CausalLM } from '../models/causal-lm';
-import type { DataParallel } from './data-parallel';
-import { batchLogps } from './dpo-step';
+import type { DataParallel } from '../distributed/data-parallel';
+import { batchLogps, type BatchReference } from './dpo-step';
+import { TorchDpoError } from '../errors';
 import { writeFileAtomic } from '../atomic-file';
 
 export interface ReferenceLogps {
   chosen: Float64Array;
   rejected: Float64Array;
+}
+
+/**
+ * A run's reference: a frozen model, log-probs computed once before training for the train and eval
+ * pairs (precompute_ref_log_probs), or none (reference_free).
+ */
+export type Reference =
+  | { kind: 'model'; model: CausalLM }
+  | { kind: 'precomputed'; train: ReferenceLogps; eval: ReferenceLogps | null }
+  | { kind: 'none' };
+
+/** The reference side of a batch of `split`'s pairs at these indices ('other': pairs of neither). */
+export function batchReference(reference: Reference, split: 'train' | 'eval' | 'other', indices: number[]): BatchReference {
+  if (reference.kind !== 'precomputed') return reference;
+  const logps = split === 'train' ? reference.train : split === 'eval' ? reference.eval : null;
+  if (!logps) throw new TorchDpoError('with precompute_ref_log_probs only eval_dataset can be evaluated (no reference model is kept)', 'ERR_CONFIG');
+  return { kind: 'logps', chosen: indices.map((i) => logps.chosen[i]), rejected: indices.map((i) => logps.rejected[i]) };
 }
 
 /** A key for precomputed reference log-probs: the tokenized pairs and the reference's weights. */

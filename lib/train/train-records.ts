@@ -1,5 +1,4 @@
 import { TorchDpoError } from '../errors';
-import type { ReferenceLogps } from './reference';
 
 export interface TrainResult {
   steps: number;
@@ -40,11 +39,6 @@ export class TrainingDivergedError extends TorchDpoError {
 /** A record's metrics under a prefix (TensorBoard tags), without the step. */
 export function prefixed(prefix: string, record: LogRecord): Record<string, number> {
   return Object.fromEntries(Object.entries(record).filter(([k]) => k !== 'step').map(([k, v]) => [`${prefix}${k}`, v]));
-}
-
-/** The precomputed reference log-probs of these pairs. */
-export function pick(source: ReferenceLogps, indices: number[]): { chosen: number[]; rejected: number[] } {
-  return { chosen: indices.map((i) => source.chosen[i]), rejected: indices.map((i) => source.rejected[i]) };
 }
 
 /** Metrics averaged over the logging interval; counters and the step keep their latest value. */

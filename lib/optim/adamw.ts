@@ -1,8 +1,11 @@
+import type { GradReducer, ProcessGroup } from '../distributed/process-group';
 import { noGrad } from '../grad-mode';
 import { keep } from '../scope';
 import type { NamedTensor } from '../models/script-module';
 import { runFusedOp, type Tensor } from '../tensor';
 import { zeros } from '../tensor-functions';
+import { optimizerFile } from './checkpoint-files';
+import type { Optimizer } from './optimizer';
 
 export interface AdamWOptions {
   lr: number;
@@ -24,20 +27,41 @@ export function adamwAttrs(options: AdamWOptions, lr: number, step: number) {
 
 /**
  * AdamW (torch.optim.AdamW's update) over de-duplicated parameters; each step is one native job over
- * all of them. The learning rate is set per step by the scheduler.
+ * all of them. The learning rate is set per step by the scheduler. With a process group, gradients
+ * are averaged over ranks in buckets while the final backward runs (every rank keeps all moments).
  */
-export class AdamW {
+export class AdamW implements Optimizer {
   readonly params: NamedTensor[];
   private expAvg: Tensor[] = [];
   private expAvgSq: Tensor[] = [];
   private readonly decay: number[];
   private stepCount = 0;
+  private readonly reducer: GradReducer | null;
   lr: number;
+  readonly statePerRank = false;
 
-  constructor(params: NamedTensor[], private readonly options: AdamWOptions) {
+  constructor(params: NamedTensor[], private readonly options: AdamWOptions, group: ProcessGroup | null = null) {
     this.params = params.filter((p) => p.tensor.requiresGrad);
     this.decay = this.params.map((p) => (decays(p) ? 1 : 0));
     this.lr = options.lr;
+    this.reducer = group ? group.gradReducer(this.params.map((p) => p.tensor)) : null;
+  }
+
+  beforeFinalBackward(): void {
+    this.reducer?.arm();
+  }
+
+  async reduceAndClip(maxNorm: number | undefined): Promise<number> {
+    await this.reducer?.finish();
+    return this.clipGradNorm(maxNorm);
+  }
+
+  stateFile(): string {
+    return optimizerFile(null);
+  }
+
+  dispose(): void {
+    this.reducer?.dispose();
   }
 
   get steps(): number {
@@ -86,7 +110,7 @@ export class AdamW {
     return out;
   }
 
-  async loadState(tensors: Map<string, Tensor>, steps: number): Promise<void> {
+  async loadState(tensors: Map<string, Tensor>, steps: number, _source = 'optimizer state'): Promise<void> {
     await this.ensureState();
     await noGrad(async () => {
       for (const [i, p] of this.params.entries()) {

@@ -19,7 +19,12 @@ export function scheduleFactor(type: SchedulerType, step: number, total: number,
   }
 }
 
-/** warmup_steps wins when set; else ceil(warmup_ratio · total), as HF's TrainingArguments. */
+/**
+ * As TrainingArguments.get_warmup_steps: warmup_steps ≥ 1 is a count, a fraction in (0, 1) is a ratio
+ * of the total (transformers v5); else ceil(warmup_ratio · total) (v4's separate key).
+ */
 export function warmupSteps(total: number, warmupStepsOption: number, warmupRatio: number): number {
-  return warmupStepsOption > 0 ? warmupStepsOption : Math.ceil(warmupRatio * total);
+  if (warmupStepsOption >= 1) return warmupStepsOption;
+  if (warmupStepsOption > 0) return Math.ceil(warmupStepsOption * total);
+  return Math.ceil(warmupRatio * total);
 }

@@ -1,0 +1,82 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { TorchDpoError, ConfigError } from '../errors';
+import { abandonCheckpoint, beginCheckpoint, finishCheckpoint, partialCheckpointDir, readCheckpoint, readOptimizerState, writeCheckpointWeights, writeOptimizerState, type TorchDpoState } from './checkpoint';
+import { hfTrainerState } from './hf-trainer-state';
+import type { RunParts } from './run-setup';
+
+/** The progress of a run that a checkpoint keeps beside weights and optimizer. */
+export interface RunProgress {
+  step: number;
+  tokensSeen: number;
+  nonfiniteSteps: number;
+  logHistory: Record<string, number>[];
+}
+
+/**
+ * Saves output_dir/checkpoint-<step>; every rank calls it. Rank 0 assembles the temporary folder;
+ * optimizer state is written by the rank(s) that hold it, then rank 0 adds weights and state files
+ * and renames the folder into place. Returns the checkpoint's path.
+ */
+export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): Promise<string> {
+  const c = run.config;
+  const rank = run.parallel?.rank ?? 0;
+  const isMain = rank === 0;
+  const partial = partialCheckpointDir(c.output_dir, progress.step, run.parallel?.tag ?? process.pid);
+  try {
+    if (isMain) {
+      beginCheckpoint(partial, progress.step);
+      await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.exportSafetensors(dir));
+    }
+    if (run.optimizer.statePerRank) await run.parallel?.barrier();
+    if (isMain || run.optimizer.statePerRank) {
+      if (!existsSync(partial)) {
+        throw new ConfigError(`optimizer_sharding: rank ${rank} does not see ${partial}, which rank 0 created: every rank writes its optimizer file into the checkpoint, so output_dir must be one folder shared by all ranks (the same path on shared storage)`);
+      }
+      await writeOptimizerState(partial, run.optimizer.stateFile(rank), run.optimizer.stateTensors(), progress.step);
+    }
+    if (run.optimizer.statePerRank) await run.parallel?.barrier();
+    if (isMain) await finishCheckpoint(partial, c.output_dir, progress.step, { state: runState(run, progress), hfState: hfState(run, progress) }, c.save_total_limit);
+  } catch (err) {
+    if (isMain) abandonCheckpoint(partial);
+    throw err;
+  }
+  return join(c.output_dir, `checkpoint-${progress.step}`);
+}
+
+function runState(run: RunParts, progress: RunProgress): Omit<TorchDpoState, 'version' | 'rng'> {
+  return {
+    step: progress.step, optimizerSteps: run.optimizer.steps, tokensSeen: progress.tokensSeen, nonfiniteSteps: progress.nonfiniteSteps,
+    worldSize: run.parallel?.worldSize ?? 1, optimizerSharding: run.optimizer.statePerRank, logHistory: progress.logHistory, config: run.config as Record<string, unknown>,
+  };
+}
+
+function hfState(run: RunParts, progress: RunProgress): Record<string, unknown> {
+  const { stepsPerEpoch, totalSteps, loggingSteps, evalSteps, saveSteps } = run.schedule;
+  return hfTrainerState({
+    globalStep: progress.step, epoch: progress.step / stepsPerEpoch, maxSteps: totalSteps, numTrainEpochs: Math.ceil(totalSteps / stepsPerEpoch),
+    loggingSteps, evalSteps, saveSteps, trainBatchSize: run.config.per_device_train_batch_size, tokensSeen: progress.tokensSeen, logHistory: progress.logHistory,
+  });
+}
+
+/** Restores weights, optimizer moments, RNG and progress from a checkpoint written with the same world size and sharding. */
+export async function resumeRun(run: RunParts, path: string): Promise<RunProgress> {
+  const state = readCheckpoint(path);
+  const worldSize = run.parallel?.worldSize ?? 1;
+  const rank = run.parallel?.rank ?? 0;
+  if (state.worldSize !== worldSize) {
+    throw new TorchDpoError(`${path} was written by ${state.worldSize} rank(s); resume it with the same world size (now ${worldSize})`, 'ERR_CONFIG');
+  }
+  if (state.optimizerSharding !== run.optimizer.statePerRank) {
+    throw new TorchDpoError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`, 'ERR_CONFIG');
+  }
+  await run.policy.loadSafetensors(join(path, 'model.safetensors'));
+  const file = run.optimizer.stateFile(rank);
+  const tensors = readOptimizerState(path, file);
+  try {
+    await run.optimizer.loadState(tensors, state.optimizerSteps, join(path, file));
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+  return { step: state.step, tokensSeen: state.tokensSeen, nonfiniteSteps: state.nonfiniteSteps, logHistory: state.logHistory };
+}

@@ -1,0 +1,124 @@
+import { dirname, join } from 'node:path';
+import { dataOptionsOf } from '../data/data-options';
+import { loadPreferenceData, type DataReport } from '../data/preference-data';
+import { BatchSampler } from '../data/sampler';
+import { defaultCacheDir } from '../data/token-cache';
+import { HfTokenizer } from '../data/tokenizer';
+import type { TokenizedPair } from '../data/tokenize-pairs';
+import { DataParallel } from '../distributed/data-parallel';
+import { faultPoint } from '../fault-point';
+import { noGrad } from '../grad-mode';
+import { dpoLossConfigOf, type DpoLossConfig } from '../loss/dpo-config';
+import { CausalLM, createModel, loadModel } from '../models/causal-lm';
+import { createOptimizer, type Optimizer } from '../optim/optimizer';
+import { optimizerConfigOf } from '../optim/optimizer-config';
+import { manualSeed } from '../runtime';
+import { scope } from '../scope';
+import type { TrainerConfig } from './config';
+import { resolveDevice } from './device';
+import { OutputDir } from './output-dir';
+import { precomputeReferenceLogps, type Reference } from './reference';
+import { runSchedule, type RunSchedule } from './run-schedule';
+import { StoppedBeforeTrainingError } from './train-records';
+
+/** Everything a training run holds, built by loadRun in order; DPOTrainer owns it. */
+export interface RunParts {
+  config: TrainerConfig;
+  loss: DpoLossConfig;
+  parallel: DataParallel | null;
+  /** Rank 0's hold on output_dir (lock, metrics); null on other ranks and for read-only commands. */
+  output: OutputDir | null;
+  device: string;
+  policy: CausalLM;
+  reference: Reference;
+  tokenizer: HfTokenizer;
+  pairs: TokenizedPair[];
+  evalPairs: TokenizedPair[];
+  dataReport: DataReport;
+  evalDataReport: DataReport | null;
+  sampler: BatchSampler;
+  optimizer: Optimizer;
+  schedule: RunSchedule;
+}
+
+export interface LoadOptions {
+  /** Aborted: stop between phases with StoppedBeforeTrainingError. */
+  signal?: AbortSignal;
+  /** false: output_dir is only read (eval, export, precompute-ref), so it is neither locked nor tidied. */
+  writesOutput?: boolean;
+  notice?: (message: string) => void;
+}
+
+/**
+ * Takes output_dir (checked writable, locked) before anything heavy, resolves the device, then loads
+ * model, reference, tokenizer and data, and builds sampler and optimizer. On failure (or a stop)
+ * whatever was made is released again.
+ */
+export async function loadRun(config: TrainerConfig, options: LoadOptions = {}): Promise<RunParts> {
+  const c = config;
+  const notice = options.notice ?? (() => {});
+  const made: { dispose(): void }[] = [];
+  const stopIfAsked = () => {
+    if (options.signal?.aborted) throw new StoppedBeforeTrainingError();
+  };
+  try {
+    const device = resolveDevice(c.device);
+    manualSeed(c.seed);
+    const parallel = await DataParallel.join(c.ddp_timeout);
+    if (parallel) made.push(parallel);
+    const isMain = (parallel?.rank ?? 0) === 0;
+    const output = isMain && options.writesOutput !== false ? OutputDir.open(c.output_dir, notice) : null;
+    if (output) made.push({ dispose: () => output.release() });
+    // Every rank sees output_dir after rank 0 has tidied it (a recovered checkpoint counts for resume).
+    await parallel?.barrier();
+    stopIfAsked();
+    const rankDevice = parallel?.device(device) ?? device;
+    const loss = dpoLossConfigOf(c);
+    let policy: CausalLM;
+    if (c.model_name_or_path) {
+      policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype: c.dtype });
+    } else {
+      policy = await createModel(c.model!.architecture, c.model!.config);
+      if (rankDevice !== 'cpu' || c.dtype) await policy.to({ device: rankDevice, dtype: c.dtype });
+    }
+    made.push(policy);
+    // Every rank starts from rank 0's weights.
+    if (parallel) await scope(() => noGrad(async () => parallel.group.broadcast((await policy.namedParameters()).map((p) => p.tensor), 0)));
+    // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
+    await policy.train(!c.disable_dropout);
+    faultPoint('setup:model-loaded');
+    let referenceModel = loss.reference_free ? null : await policy.referenceCopy();
+    if (referenceModel) made.push(referenceModel);
+    stopIfAsked();
+    const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
+    const dataOptions = dataOptionsOf(c);
+    const train = await loadPreferenceData(c.train_dataset, tokenizer, dataOptions);
+    const evaluation = c.eval_dataset ? await loadPreferenceData(c.eval_dataset, tokenizer, dataOptions) : null;
+    stopIfAsked();
+    let reference: Reference = referenceModel ? { kind: 'model', model: referenceModel } : { kind: 'none' };
+    if (c.precompute_ref_log_probs && referenceModel) {
+      // One pass with a temporary reference, then only the numbers are kept.
+      const cacheDir = c.cache_dir === false ? null : join(c.cache_dir ?? dirname(defaultCacheDir()), 'reference');
+      const pass = { padId: tokenizer.padId, batchSize: c.precompute_ref_batch_size ?? c.per_device_eval_batch_size, fusedLinear: c.use_fused_linear, cacheDir, parallel };
+      const trainLogps = (await precomputeReferenceLogps(referenceModel, train.pairs, pass)).logps;
+      const evalLogps = evaluation && evaluation.pairs.length > 0 ? (await precomputeReferenceLogps(referenceModel, evaluation.pairs, pass)).logps : null;
+      referenceModel.dispose();
+      referenceModel = null;
+      reference = { kind: 'precomputed', train: trainLogps, eval: evalLogps };
+    }
+    const sampler = new BatchSampler(train.pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
+      batchSize: c.per_device_train_batch_size, seed: c.data_seed ?? c.seed, shuffle: c.train_sampling_strategy !== 'sequential',
+      groupByLength: c.train_sampling_strategy === 'group_by_length', rank: parallel?.rank ?? 0, worldSize: parallel?.worldSize ?? 1,
+    });
+    const optimizer = await createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null);
+    made.push(optimizer);
+    stopIfAsked();
+    return {
+      config: c, loss, parallel, output, device: rankDevice, policy, reference, tokenizer, pairs: train.pairs, evalPairs: evaluation?.pairs ?? [],
+      dataReport: train.report, evalDataReport: evaluation?.report ?? null, sampler, optimizer, schedule: runSchedule(c, sampler.stepsPerEpoch),
+    };
+  } catch (err) {
+    for (const part of made.reverse()) part.dispose();
+    throw err;
+  }
+}

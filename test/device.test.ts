@@ -1,0 +1,33 @@
+import { cudaAvailable } from '../lib';
+import { resolveDevice } from '../lib/train/device';
+import { cli, cliProject } from './support/cli-project';
+
+const noCuda = !cudaAvailable();
+
+describe('device', () => {
+  (noCuda ? it : it.skip)('auto is the CPU without CUDA; cuda is refused before anything loads, saying why', () => {
+    expect(resolveDevice('auto')).toBe('cpu');
+    expect(resolveDevice('cpu')).toBe('cpu');
+    expect(() => resolveDevice('cuda:1')).toThrow(/device: 'cuda:1' is not usable: .*device: auto or cpu trains on the CPU/);
+    const { config } = cliProject(2, ['device: cuda']);
+    const run = cli(['train', '--config', config]);
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe(''); // nothing was loaded or printed before the error
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/^torch-dpo: device: 'cuda' is not usable: /);
+  });
+
+  (noCuda ? it.skip : it)('auto is cuda when a GPU is visible; a missing index is refused', () => {
+    expect(resolveDevice('auto')).toBe('cuda');
+    expect(() => resolveDevice('cuda:99')).toThrow(/device: 'cuda:99' does not exist/);
+  });
+
+  it('the start summary says which device auto chose', () => {
+    const { config } = cliProject(1);
+    const run = cli(['train', '--config', config]);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^device: ${noCuda ? 'cpu' : 'cuda'} \\(device: auto\\)$`, 'm'));
+    expect(run.stdout).toMatch(/^model: GPT2LMHeadModel \(torchscript from .*model\.pt\), [\d.]+K parameters \([\d.]+K trainable\), float32$/m);
+    expect(run.stdout).toMatch(/^data: 32 pairs kept of 32 rows \(standard 32\); truncated 0 \(0\.0%\); boundary mismatches 0; tokens min\/mean\/max: /m);
+  });
+});
