@@ -18,7 +18,8 @@ async function runVariant(variant) {
   t.manualSeed(0);
   const policy = await t.createModel('gpt2', { vocab_size: 16384, n_positions: 256, n_embd: 256, n_layer: 8, n_head: 8, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 });
   await policy.eval();
-  let reference = await policy.referenceCopy();
+  const model = await policy.referenceCopy();
+  let reference = { kind: 'model', model };
   const ids = (await (await t.randint(0, 16384, [2 * PAIRS, LENGTH])).toArray()).map(Number);
   const row = (r) => ({ ids: ids.slice(r * LENGTH, (r + 1) * LENGTH), promptLength: PROMPT });
   const pairs = Array.from({ length: PAIRS }, (_, i) => ({ chosen: row(i), rejected: row(PAIRS + i), boundaryMismatch: false, truncated: false }));
@@ -27,10 +28,10 @@ async function runVariant(variant) {
   if (variant === 'precomputed reference') {
     const batch = t.collate(pairs, { padId: 0 });
     const { batchLogps } = require('../dist/train/dpo-step');
-    const { logps } = await t.noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: false }));
+    const { logps } = await t.noGrad(() => batchLogps(model, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: false }));
     const v = Array.from(await logps.toTypedArray());
-    reference.dispose();
-    reference = { chosen: v.slice(0, PAIRS), rejected: v.slice(PAIRS) };
+    model.dispose();
+    reference = { kind: 'logps', chosen: v.slice(0, PAIRS), rejected: v.slice(PAIRS) };
   }
   const optimizer = new t.AdamW(await policy.namedParameters(), { lr: 1e-6 });
   const step = async () => {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -26,19 +27,22 @@ struct LossConfig {
   bool useWeighting, ld;
 };
 
+// Every attribute is required: the defaults live in one place, lib/loss/dpo-config.ts. ld_alpha is
+// optional by meaning (absent: no LD-DPO re-weighting), not by default.
 LossConfig ReadConfig(const OpAttrs& a) {
   LossConfig c;
-  c.types = Split(a.String("loss_type", "sigmoid"));
-  c.weights = a.Has("loss_weights") ? a.DoubleList("loss_weights") : std::vector<double>(c.types.size(), 1.0);
+  c.types = Split(a.String("loss_type"));
+  c.weights = a.DoubleList("loss_weights");
   if (c.weights.size() != c.types.size()) throw std::invalid_argument("dpoLoss: loss_weights must have one weight per loss_type");
-  c.beta = a.Double("beta", 0.1);
-  c.smoothing = a.Double("label_smoothing", 0.0);
-  c.fDivergence = a.String("f_divergence_type", "reverse_kl");
-  c.alphaCoef = a.Double("f_alpha_divergence_coef", 0.5);
-  c.tau = a.Double("discopop_tau", 0.05);
-  c.useWeighting = a.Bool("use_weighting", false);
-  c.ld = a.Has("ld_alpha");
-  c.ldAlpha = a.Double("ld_alpha", 1.0);
+  c.beta = a.Double("beta");
+  c.smoothing = a.Double("label_smoothing");
+  c.fDivergence = a.String("f_divergence_type");
+  c.alphaCoef = a.Double("f_alpha_divergence_coef");
+  c.tau = a.Double("discopop_tau");
+  c.useWeighting = a.Bool("use_weighting");
+  const std::optional<double> ldAlpha = a.OptionalDouble("ld_alpha");
+  c.ld = ldAlpha.has_value();
+  c.ldAlpha = ldAlpha.value_or(0.0);
   return c;
 }
 
@@ -145,8 +149,8 @@ class Inputs {
 
 std::vector<std::pair<std::string, at::Tensor>> DpoLoss(const std::vector<at::Tensor>& tensors, const OpAttrs& attrs) {
   LossConfig c = ReadConfig(attrs);
-  Inputs in(tensors, attrs.String("layout", "policyChosen,policyRejected"));
-  if (!attrs.Bool("allow_nonfinite", false)) in.CheckFinite();  // the trainer counts non-finite steps itself
+  Inputs in(tensors, attrs.String("layout"));
+  if (!attrs.Bool("allow_nonfinite")) in.CheckFinite();  // the trainer counts non-finite steps itself
   PairTerms t;
   t.pc = in.Get("policyChosen");
   t.pr = in.Get("policyRejected");
@@ -206,10 +210,12 @@ std::vector<std::pair<std::string, at::Tensor>> DpoLoss(const std::vector<at::Te
 
   at::NoGradGuard noGrad;
   at::Tensor chosenRewards = (t.cl * c.beta).detach(), rejectedRewards = (t.rl * c.beta).detach();
-  at::Tensor metrics = at::stack({chosenRewards.mean(), rejectedRewards.mean(), t.cl.gt(t.rl).to(t.pc.scalar_type()).mean(),
-                                  (chosenRewards - rejectedRewards).mean(), t.pc.detach().mean(), t.pr.detach().mean()});
+  // Metrics go out one by one under TRL's names ("metric:" marks them); JS reads them in one transfer.
   return {{"loss", loss}, {"losses", losses}, {"chosenRewards", chosenRewards}, {"rejectedRewards", rejectedRewards},
-          {"metrics", metrics}};
+          {"metric:rewards/chosen", chosenRewards.mean()}, {"metric:rewards/rejected", rejectedRewards.mean()},
+          {"metric:rewards/accuracies", t.cl.gt(t.rl).to(t.pc.scalar_type()).mean()},
+          {"metric:rewards/margins", (chosenRewards - rejectedRewards).mean()},
+          {"metric:logps/chosen", t.pc.detach().mean()}, {"metric:logps/rejected", t.pr.detach().mean()}};
 }
 
 }  // namespace torch_dpo

@@ -21,15 +21,16 @@ namespace {
 using NamedOutputs = std::vector<std::pair<std::string, at::Tensor>>;
 using FusedFn = std::function<NamedOutputs(const OpCall&)>;
 
+// Required: the defaults live in lib/ops/sequence-logps.ts.
 LogpsOptions ReadLogpsOptions(const OpAttrs& a) {
   LogpsOptions o;
-  o.chunkRows = a.Int("chunkRows", 0);
+  o.chunkRows = a.Int("chunkRows");
   if (o.chunkRows < 0) throw std::invalid_argument("attribute 'chunkRows' must be positive");
-  o.inplaceBackward = a.Bool("inplaceBackward", false);
-  o.tokenLogps = a.Bool("tokenLogps", false);
-  o.metrics = a.Bool("metrics", false);
-  o.wpo = a.Bool("wpo", false);
-  o.allowNonFinite = a.Bool("allowNonFinite", false);
+  o.inplaceBackward = a.Bool("inplaceBackward");
+  o.tokenLogps = a.Bool("tokenLogps");
+  o.metrics = a.Bool("metrics");
+  o.wpo = a.Bool("wpo");
+  o.allowNonFinite = a.Bool("allowNonFinite");
   return o;
 }
 

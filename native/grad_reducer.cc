@@ -188,7 +188,7 @@ Napi::Value CreateGradReducer(Napi::Env env, std::shared_ptr<GroupState> group, 
   }
   // Bucket layout over the reversed order, by the same rule as the coalesced all-reduce.
   size_t index = 0;
-  for (const auto& bucket : Buckets(state->params)) {
+  for (const auto& bucket : Buckets(state->params, state->group->bucketBytes)) {
     state->buckets.emplace_back();
     for (size_t k = 0; k < bucket.size(); ++k) {
       state->bucketOf.push_back(state->buckets.size() - 1);

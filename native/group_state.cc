@@ -21,12 +21,12 @@ std::vector<std::string> GroupState::Backends() const {
   return out;
 }
 
-std::vector<std::vector<at::Tensor>> Buckets(const std::vector<at::Tensor>& tensors) {
+std::vector<std::vector<at::Tensor>> Buckets(const std::vector<at::Tensor>& tensors, int64_t bucketBytes) {
   std::vector<std::vector<at::Tensor>> out;
   int64_t bytes = 0;
   for (const auto& t : tensors) {
     const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
-    if (out.empty() || out.back()[0].scalar_type() != t.scalar_type() || out.back()[0].device() != t.device() || bytes + size > kBucketBytes) {
+    if (out.empty() || out.back()[0].scalar_type() != t.scalar_type() || out.back()[0].device() != t.device() || bytes + size > bucketBytes) {
       out.emplace_back();
       bytes = 0;
     }

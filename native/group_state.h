@@ -33,6 +33,9 @@ struct GroupState {
 #endif
   int rank = 0;
   int size = 1;
+  // Bytes per bucket of coalesced collectives and of the gradient reducer; chosen by the caller
+  // (lib/distributed/buckets.ts holds the rule: DDP's 25 MB, or ddp_bucket_cap_mb).
+  int64_t bucketBytes = 0;
 
   bool UsesNccl(const c10::Device& device) const {
 #ifdef TORCH_DPO_WITH_NCCL
@@ -63,10 +66,8 @@ struct GroupState {
   std::map<std::tuple<int, at::ScalarType, std::string>, at::Tensor> scratch_;
 };
 
-constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
-
-// Consecutive runs of tensors with one dtype and device, up to ~25 MB each (as DDP's reducer).
-std::vector<std::vector<at::Tensor>> Buckets(const std::vector<at::Tensor>& tensors);
+// Consecutive runs of tensors with one dtype and device, up to bucketBytes each (as DDP's reducer).
+std::vector<std::vector<at::Tensor>> Buckets(const std::vector<at::Tensor>& tensors, int64_t bucketBytes);
 
 int64_t TotalNumel(const std::vector<at::Tensor>& tensors);
 

@@ -106,19 +106,21 @@ std::optional<std::vector<int64_t>> OpAttrs::OptionalIntList(const std::string& 
   return Has(name) ? std::optional<std::vector<int64_t>>(IntList(name)) : std::nullopt;
 }
 
-bool OpAttrs::Bool(const std::string& name, bool fallback) const {
-  if (!Has(name)) return fallback;
+bool OpAttrs::Bool(const std::string& name) const {
   const Value& v = Get(name);
   if (v.kind != Value::Kind::Bool) throw BadAttr(name, "a boolean");
   return v.boolean;
 }
 
-std::string OpAttrs::String(const std::string& name, const std::string& fallback) const {
-  if (!Has(name)) return fallback;
+bool OpAttrs::Bool(const std::string& name, bool fallback) const { return Has(name) ? Bool(name) : fallback; }
+
+std::string OpAttrs::String(const std::string& name) const {
   const Value& v = Get(name);
   if (v.kind != Value::Kind::String) throw BadAttr(name, "a string");
   return v.text;
 }
+
+std::string OpAttrs::String(const std::string& name, const std::string& fallback) const { return Has(name) ? String(name) : fallback; }
 
 c10::Scalar OpAttrs::ScalarValue(const std::string& name) const {
   const Value& v = Get(name);

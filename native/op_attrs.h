@@ -26,7 +26,9 @@ class OpAttrs {
   std::vector<int64_t> IntList(const std::string& name) const;
   std::optional<std::vector<int64_t>> OptionalIntList(const std::string& name) const;
   std::vector<double> DoubleList(const std::string& name) const;
+  bool Bool(const std::string& name) const;
   bool Bool(const std::string& name, bool fallback) const;
+  std::string String(const std::string& name) const;
   std::string String(const std::string& name, const std::string& fallback) const;
   // An integral number becomes an integer Scalar, so int tensors stay int.
   c10::Scalar ScalarValue(const std::string& name) const;

@@ -8,7 +8,7 @@ namespace torch_dpo {
 NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& a) {
   // With explicit_grads the gradients come as a fourth list: a sharded optimizer updates slices
   // (views) of parameters with slices of the averaged gradient, which autograd never attached.
-  const bool explicitGrads = a.Bool("explicit_grads", false);
+  const bool explicitGrads = a.Bool("explicit_grads");
   const size_t lists = explicitGrads ? 4 : 3;
   if (inputs.size() % lists != 0) {
     throw std::invalid_argument(explicitGrads ? "adamw_step: inputs must be parameters, exp_avg, exp_avg_sq and gradient lists of one length"
@@ -18,7 +18,7 @@ NamedTensors AdamWStep(const std::vector<at::Tensor>& inputs, const OpAttrs& a) 
   const double lr = a.Double("lr"), beta1 = a.Double("beta1"), beta2 = a.Double("beta2"), eps = a.Double("eps");
   const double weightDecay = a.Double("weight_decay");
   const int64_t step = a.Int("step");
-  std::vector<double> decay = a.Has("decay") ? a.DoubleList("decay") : std::vector<double>(n, 1.0);
+  std::vector<double> decay = a.DoubleList("decay");
   if (decay.size() != n) throw std::invalid_argument("adamw_step: 'decay' needs one entry per parameter");
   if (step < 1) throw std::invalid_argument("adamw_step: step counts from 1");
   at::NoGradGuard noGrad;

@@ -22,7 +22,7 @@ constexpr napi_type_tag kGroupTag = {0x4e1f0b7a9c2d3e61ULL, 0x8a5b6c7d0e1f2a3bUL
 // several packed into the reused scratch buffer and unpacked afterwards.
 template <typename Collective>
 void Coalesced(GroupState& g, const std::vector<at::Tensor>& tensors, Collective&& collective) {
-  for (const auto& bucket : Buckets(tensors)) {
+  for (const auto& bucket : Buckets(tensors, g.bucketBytes)) {
     const bool single = bucket.size() == 1 && bucket[0].is_contiguous();
     std::vector<at::Tensor> flat{single ? bucket[0] : g.Scratch(0, bucket[0].options(), TotalNumel(bucket))};
     if (!single) Pack(bucket, flat[0]);
@@ -262,7 +262,7 @@ Napi::Function DefineProcessGroupClass(Napi::Env env) {
 
 Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "createProcessGroup({ rank, worldSize, masterAddr, masterPort, timeoutMs })");
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "createProcessGroup({ rank, worldSize, masterAddr, masterPort, timeoutMs, bucketBytes })");
   Napi::Object o = info[0].As<Napi::Object>();
   auto num = [&](const char* key) {
     Napi::Value v = o.Get(key);
@@ -270,12 +270,13 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
     return v.As<Napi::Number>().Int64Value();
   };
   int rank = static_cast<int>(num("rank")), size = static_cast<int>(num("worldSize"));
-  int64_t port = num("masterPort"), timeoutMs = num("timeoutMs");
+  int64_t port = num("masterPort"), timeoutMs = num("timeoutMs"), bucketBytes = num("bucketBytes");
+  if (bucketBytes < 1) throw Napi::RangeError::New(env, "createProcessGroup: bucketBytes must be positive");
   if (!o.Get("masterAddr").IsString()) throw Napi::TypeError::New(env, "createProcessGroup: 'masterAddr' must be a string");
   std::string addr = o.Get("masterAddr").As<Napi::String>().Utf8Value();
   if (size < 1 || rank < 0 || rank >= size) throw Napi::RangeError::New(env, "createProcessGroup: rank " + std::to_string(rank) + " is not within world size " + std::to_string(size));
   if (port < 1 || port > 65535) throw Napi::RangeError::New(env, "createProcessGroup: masterPort must be 1..65535");
-  return AddonState::Of(env).WorkerFor(env, c10::Device(c10::kCPU)).Submit(env, [rank, size, addr, port, timeoutMs] {
+  return AddonState::Of(env).WorkerFor(env, c10::Device(c10::kCPU)).Submit(env, [rank, size, addr, port, timeoutMs, bucketBytes] {
     const auto timeout = std::chrono::milliseconds(timeoutMs);
     c10d::TCPStoreOptions storeOptions;
     storeOptions.port = static_cast<std::uint16_t>(port);
@@ -287,6 +288,7 @@ Napi::Value CreateProcessGroup(const Napi::CallbackInfo& info) {
     auto state = std::make_shared<GroupState>();
     state->rank = rank;
     state->size = size;
+    state->bucketBytes = bucketBytes;
     auto glooOptions = c10d::ProcessGroupGloo::Options::create();
     glooOptions->timeout = timeout;
     glooOptions->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));

@@ -1,5 +1,7 @@
 #include "script_module.h"
 
+#include "atomic_file.h"
+
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
@@ -306,10 +308,9 @@ Napi::Value ModuleHandle::DeepCopy(const Napi::CallbackInfo& info) {
 Napi::Value ModuleHandle::Save(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, "save: path");
   return Submit(info.Env(), [path](ModuleState& s) {
-    // Written beside the target, then renamed: a crash never leaves a half-written model.
-    std::string partial = path + ".partial";
-    s.module.save(partial);
-    std::filesystem::rename(partial, path);
+    // As lib/atomic-file.ts: a temporary name unique to this process and write, flushed to disk,
+    // renamed over the target, the folder flushed: readers see the old file or the whole new one.
+    WriteFileAtomic(path, [&](const std::string& partial) { s.module.save(partial); });
     return Completer();
   });
 }

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataError, NativeError, Tensor, noGrad, sequenceLogps } from '../lib';
@@ -113,6 +113,10 @@ describe('built-in GPT-2', () => {
     const expected = await values(await model.forward(ids(), mask()));
     const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-export-'));
     await model.save(join(dir, 'model.pt'));
+    await model.save(join(dir, 'model.pt')); // replaced whole, through a temporary file that does not stay
+    expect(readdirSync(dir)).toEqual(['model.pt']);
+    await expect(model.save(join(dir, 'missing-folder', 'model.pt'))).rejects.toThrow(NativeError);
+    expect(readdirSync(dir)).toEqual(['model.pt']);
     const reloaded = await ScriptModule.load(join(dir, 'model.pt'));
     expect(maxDiff(await values((await reloaded.forward(ids(), mask())) as Tensor), expected)).toBeLessThan(1e-6);
 

@@ -1,6 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { HfTokenizer, keep, loadModel, memory, scope, ScriptModule, Tensor } from '../lib';
 import { generateGreedy } from '../lib/demo/generate';
 import { retainAllTensors } from '../lib/tensor';
@@ -8,6 +10,18 @@ import { DPOTrainer } from '../lib/train/trainer';
 import { TINY_GPT2 } from './support/cli-project';
 
 const live = () => memory().liveTensors;
+
+// Tensors other test files in this worker left to the garbage collector would otherwise be freed in
+// the middle of a count: collect them first, and let their finalizers run.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+async function collectStrayTensors(): Promise<void> {
+  for (let round = 0; round < 3; round += 1) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+beforeEach(collectStrayTensors);
 
 // Every Tensor made while these tests run stays reachable (retainAllTensors), so the garbage
 // collector cannot free what code forgot to dispose: only scopes and explicit disposal count.
@@ -65,6 +79,25 @@ describe('the hot path owns its tensors', () => {
     expect(counts).toHaveLength(50);
     // The first step creates the optimizer moments; from then on nothing accumulates.
     expect(new Set(counts.slice(1)).size).toBe(1);
+  });
+
+  it('a trainer releases every tensor it made: load, train with evaluation, checkpoints and export, resume, dispose', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-lifetimes-'));
+    const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `w${10 + (i % 20)} w11`, chosen: ' w3 w4', rejected: ' w5 w9' }));
+    writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+    const config = {
+      model_name_or_path: TINY_GPT2, train_dataset: join(dir, 'train.jsonl'), eval_dataset: join(dir, 'train.jsonl'), output_dir: join(dir, 'out'),
+      cache_dir: false as const, max_steps: 4, per_device_train_batch_size: 2, logging_steps: 2, eval_steps: 2, save_steps: 2,
+    };
+    const before = live();
+    const first = await DPOTrainer.create(config);
+    await first.train();
+    first.dispose();
+    expect(live()).toBe(before);
+    const resumed = await DPOTrainer.create({ ...config, max_steps: 6, resume_from_checkpoint: true, sync_ref_model: true, ref_model_sync_steps: 1 });
+    await resumed.train();
+    resumed.dispose();
+    expect(live()).toBe(before);
   });
 
   it('forward of an HF-style export disposes its past_key_values at once', async () => {

@@ -91,6 +91,12 @@ export function parseOnce<S extends z.ZodTypeAny>(schema: S, input: unknown, whe
   return result.data;
 }
 
+/** The part of a bigger config (the trainer's) that `schema` declares, parsed: its keys only. */
+export function parsePart<S extends z.ZodTypeAny>(schema: S, config: Record<string, unknown>, where: string): z.output<S> {
+  const keys = new Set(keysOf(schema));
+  return parseOnce(schema, Object.fromEntries(Object.entries(config).filter(([k]) => keys.has(k))), where);
+}
+
 /** The option names of an object schema (through refinements). */
 export function keysOf(schema: z.ZodTypeAny): string[] {
   let inner: z.ZodTypeAny = schema;

@@ -117,7 +117,6 @@ export const FOREIGN_KEYS: Record<string, Translate> = {
   ddp_backend: ignored('NCCL on CUDA, Gloo on CPU'),
   ddp_find_unused_parameters: ignored('parameters without gradients are reduced as zeros'),
   ddp_broadcast_buffers: ignored('the models have no buffers that change'),
-  ddp_bucket_cap_mb: ignored('gradients are reduced in 25 MB buckets', (v) => isOff(v) || v === 25),
   log_level: ignored('torch-dpo prints its start summary, logs and notices', is('passive')),
   log_level_replica: ignored('ranks other than 0 print errors only', is('warning')),
   log_on_each_node: ignored('rank 0 logs', is(true, false)),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseOnce } from '../config/parse';
+import { parseOnce, parsePart } from '../config/parse';
 
 /**
  * How preference rows are read and tokenized, with TRL's names; defaults here and only here. The
@@ -36,6 +36,5 @@ export function parseDataOptions(input: unknown): DataOptions {
 
 /** The data options out of a bigger config (the trainer's), parsed already. */
 export function dataOptionsOf(config: Record<string, unknown>): DataOptions {
-  const keys = Object.keys(dataOptionsSchema.shape);
-  return parseDataOptions(Object.fromEntries(Object.entries(config).filter(([k]) => keys.includes(k))));
+  return parsePart(dataOptionsSchema, config, 'data options');
 }

@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors';
-import { distributedEnv, ProcessGroup, type DistributedEnv } from '../distributed/process-group';
+import { BUCKET_BYTES } from './buckets';
+import { distributedEnv, ProcessGroup, type DistributedEnv } from './process-group';
 import { cudaDeviceCount } from '../runtime';
 import { scope } from '../scope';
 import { Tensor } from '../tensor';
@@ -24,10 +25,10 @@ export class DataParallel {
   private constructor(readonly group: ProcessGroup, readonly where: DistributedEnv, readonly tag: number) {}
 
   /** Joins the group from torchrun's environment (validated before any collective). */
-  static async join(timeoutSeconds: number, env: NodeJS.ProcessEnv = process.env): Promise<DataParallel | null> {
+  static async join(timeoutSeconds: number, bucketBytes: number = BUCKET_BYTES, env: NodeJS.ProcessEnv = process.env): Promise<DataParallel | null> {
     if (Number(env.WORLD_SIZE ?? '1') <= 1) return null;
     const where = distributedEnv(env);
-    const group = await ProcessGroup.init(where, { timeoutMs: timeoutSeconds * 1000 });
+    const group = await ProcessGroup.init(where, { timeoutMs: timeoutSeconds * 1000, bucketBytes });
     // Rank 0's pid names the temporary folders every rank writes checkpoint parts into.
     const tag = Tensor.from([process.pid], { dtype: 'float64' });
     await group.broadcast([tag], 0);
@@ -53,12 +54,17 @@ export class DataParallel {
     });
   }
 
-  /** The mean over ranks of numbers every rank computed for its own shard, in one collective. */
-  mean(values: number[]): Promise<number[]> {
+  /**
+   * The mean over ranks of named numbers every rank computed for its own shard, in one collective
+   * (keys in sorted order, so every rank packs them alike).
+   */
+  mean(values: Record<string, number>): Promise<Record<string, number>> {
+    const names = Object.keys(values).sort();
     return scope(async () => {
-      const t = Tensor.from(values, { dtype: 'float64' });
+      const t = Tensor.from(names.map((n) => values[n]), { dtype: 'float64' });
       await this.group.allReduce([t], 'avg');
-      return (await t.toArray()) as number[];
+      const averaged = (await t.toArray()) as number[];
+      return Object.fromEntries(names.map((n, i) => [n, averaged[i]]));
     });
   }
 

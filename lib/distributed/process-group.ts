@@ -1,6 +1,7 @@
 import { ConfigError, DisposedError } from '../errors';
 import { native, type NativeGradReducer, type NativeProcessGroup } from '../native/binding';
 import { settle, Tensor } from '../tensor';
+import { BUCKET_BYTES } from './buckets';
 
 /** Where this process sits in a torchrun-style launch. */
 export interface DistributedEnv {
@@ -43,16 +44,21 @@ export function distributedEnv(env: NodeJS.ProcessEnv = process.env): Distribute
 export class ProcessGroup {
   #handle: NativeProcessGroup | null;
 
-  private constructor(handle: NativeProcessGroup) {
+  /** Bytes per bucket of coalesced collectives and of the gradient reducer. */
+  readonly bucketBytes: number;
+
+  private constructor(handle: NativeProcessGroup, bucketBytes: number) {
     this.#handle = handle;
+    this.bucketBytes = bucketBytes;
   }
 
   /** Joins the group; rank 0 hosts the store. Fails after timeoutMs if a rank never arrives. */
-  static async init(where: DistributedEnv, options: { timeoutMs?: number } = {}): Promise<ProcessGroup> {
+  static async init(where: DistributedEnv, options: { timeoutMs?: number; bucketBytes?: number } = {}): Promise<ProcessGroup> {
+    const bucketBytes = options.bucketBytes ?? BUCKET_BYTES;
     const handle = await settle('process group rendezvous', native().createProcessGroup({
-      rank: where.rank, worldSize: where.worldSize, masterAddr: where.masterAddr, masterPort: where.masterPort, timeoutMs: options.timeoutMs ?? 300000,
+      rank: where.rank, worldSize: where.worldSize, masterAddr: where.masterAddr, masterPort: where.masterPort, timeoutMs: options.timeoutMs ?? 300000, bucketBytes,
     }));
-    return new ProcessGroup(handle);
+    return new ProcessGroup(handle, bucketBytes);
   }
 
   private get handle(): NativeProcessGroup {
@@ -64,7 +70,7 @@ export class ProcessGroup {
   get size(): number { return this.handle.size; }
   get backends(): string[] { return this.handle.backends; }
 
-  /** Reduces every tensor in place over ranks (any shapes: coalesced into ~25 MB buckets per dtype). */
+  /** Reduces every tensor in place over ranks (any shapes: coalesced into buckets of bucketBytes per dtype). */
   allReduce(tensors: Tensor[], op: 'sum' | 'avg' | 'max' | 'min' = 'sum'): Promise<void> {
     return settle('allReduce', this.handle.allReduce(tensors.map((t) => t.handle), op));
   }

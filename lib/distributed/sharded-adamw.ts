@@ -1,5 +1,6 @@
 import { DataError, TorchDpoError } from '../errors';
 import { noGrad } from '../grad-mode';
+import { keep } from '../scope';
 import type { NamedTensor } from '../models/script-module';
 import { runFusedOp, type Tensor } from '../tensor';
 import { zeros } from '../tensor-functions';
@@ -54,10 +55,11 @@ export class ShardedAdamW implements Optimizer {
   readonly statePerRank = true;
 
   constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup) {
-    this.params = params.filter((p) => p.tensor.requiresGrad);
+    // The optimizer owns the handles it keeps (released by dispose), whatever scope made them.
+    this.params = params.filter((p) => p.tensor.requiresGrad).map((p) => ({ ...p, tensor: keep(p.tensor) }));
     this.lr = options.lr;
     const { rank, size } = group;
-    this.buckets = bucketIndices(this.params.map((p) => p.tensor)).map((indices) => {
+    this.buckets = bucketIndices(this.params.map((p) => p.tensor), group.bucketBytes).map((indices) => {
       const offsets: number[] = [];
       let total = 0;
       for (const i of indices) {
@@ -114,7 +116,15 @@ export class ShardedAdamW implements Optimizer {
     return optimizerFile(rank);
   }
 
-  dispose(): void {}
+  /** Releases moments, gradient slices, views and parameter handles (the parameters stay with the model). */
+  dispose(): void {
+    for (const t of [...this.gradViews, ...this.views, ...this.gradSlices, ...this.expAvg, ...this.expAvgSq, ...this.params.map((p) => p.tensor)]) t.dispose();
+    this.gradViews = [];
+    this.views = [];
+    this.gradSlices = [];
+    this.expAvg = [];
+    this.expAvgSq = [];
+  }
 
   /**
    * Averages the gradients over ranks (each rank receives its slice), then clips them by the global

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseOnce } from '../config/parse';
+import { parseOnce, parsePart } from '../config/parse';
 
 /** Every loss TRL's DPOTrainer knows (../shared/notes/dpo-spec.md, "Losses"). */
 export const LOSS_TYPES = [
@@ -63,8 +63,7 @@ export function parseDpoLossConfig(input: unknown, where = 'dpoLoss config'): Dp
 
 /** The loss options out of a bigger config (the trainer's), parsed already. */
 export function dpoLossConfigOf(config: Record<string, unknown>): DpoLossConfig {
-  const keys = Object.keys(dpoLossConfigSchema.innerType().shape);
-  return parseDpoLossConfig(Object.fromEntries(Object.entries(config).filter(([k]) => keys.includes(k))));
+  return parsePart(dpoLossConfigSchema, config, 'dpoLoss config') as DpoLossConfig;
 }
 
 export function lossTypes(config: DpoLossConfig): LossType[] {

@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors';
+import { readScalars } from '../named-values';
 import { runFusedOp, Tensor } from '../tensor';
 import { LENGTH_NORMALISED, lossTypes, parseDpoLossConfig, type DpoLossConfigInput } from './dpo-config';
 
@@ -109,7 +110,7 @@ export async function dpoLoss(
     const out = await runFusedOp('dpo_loss', tensors, {
       layout: names.join(','),
       loss_type: types.join(','),
-      loss_weights: c.loss_weights,
+      loss_weights: c.loss_weights ?? types.map(() => 1),
       beta: c.beta,
       label_smoothing: c.label_smoothing,
       f_divergence_type: c.f_divergence_type,
@@ -119,9 +120,10 @@ export async function dpoLoss(
       ld_alpha: c.ld_alpha,
       allow_nonfinite: options.allowNonFinite ?? false,
     });
-    const values = Array.from((await out.metrics.toTypedArray()) as Float32Array | Float64Array);
-    out.metrics.dispose();
-    const metrics = Object.fromEntries(METRIC_NAMES.map((name, i) => [name, values[i]])) as DpoMetrics;
+    // The op names each metric ("metric:<TRL name>"); they are read back together, by name.
+    const named = Object.entries(out).filter(([key]) => key.startsWith('metric:'));
+    const metrics = (await readScalars(Object.fromEntries(named.map(([key, t]) => [key.slice('metric:'.length), t])))) as DpoMetrics;
+    for (const [, t] of named) t.dispose();
     return { loss: out.loss, losses: out.losses, chosenRewards: out.chosenRewards, rejectedRewards: out.rejectedRewards, metrics };
   } finally {
     // Tensors made here from plain arrays are ours to free (autograd keeps what it still needs).

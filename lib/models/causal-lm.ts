@@ -45,8 +45,8 @@ export class CausalLM {
 
   /** The output projection [V,H] (the tied embedding for GPT-2), for the fused-linear loss. */
   async lmHeadWeight(): Promise<Tensor | null> {
-    const found = (await this.module.namedParameters()).find((p) => p.name === 'lm_head.weight' || p.aliases.includes('lm_head.weight'));
-    return found?.tensor ?? null;
+    // The handles of the other parameters were made for this search only: the scope releases them.
+    return scope(async () => (await this.module.namedParameters()).find((p) => p.name === 'lm_head.weight' || p.aliases.includes('lm_head.weight'))?.tensor ?? null);
   }
 
   train(on = true) { return this.module.train(on); }
@@ -183,13 +183,17 @@ export async function loadModel(path: string, options: { device?: string; dtype?
 }
 
 /** Probes one forward pass: logits must be [1,2,vocab_size], and the tokenizer must fit inside. */
-async function checkVocabulary(model: CausalLM, tokenizerFile?: string): Promise<void> {
+function checkVocabulary(model: CausalLM, tokenizerFile?: string): Promise<void> {
+  // The probe's inputs and logits end with it.
+  return scope(() => probeVocabulary(model, tokenizerFile));
+}
+
+async function probeVocabulary(model: CausalLM, tokenizerFile?: string): Promise<void> {
   const device = model.module.device;
   const ids = await Tensor.from([[0, 0]], { dtype: 'int64' }).to(device);
   const mask = await Tensor.from([[1, 1]], { dtype: 'int64' }).to(device);
   const logits = await noGrad(() => model.forward(ids, mask));
   const vocab = logits.shape[logits.shape.length - 1];
-  logits.dispose();
   const where = model.info.path ?? model.info.architecture;
   if (model.info.vocabSize && vocab !== model.info.vocabSize) {
     throw new DataError(`${where}: the model's logits have ${vocab} entries but config.json says vocab_size ${model.info.vocabSize}`);

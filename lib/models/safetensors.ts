@@ -3,6 +3,7 @@ import { DataError } from '../errors';
 import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
 import { writeFileAtomic } from '../atomic-file';
+import { scope } from '../scope';
 
 // The safetensors format: u64 little-endian header length, a JSON header
 // {name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}} padded with
@@ -80,7 +81,8 @@ export async function writeSafetensors(path: string, tensors: Map<string, Tensor
   let offset = 0;
   for (const name of names) {
     const tensor = tensors.get(name)!;
-    const data = await (await tensor.to('cpu')).toTypedArray();
+    // The host copy is made for this read only.
+    const data = await scope(async () => (await tensor.to('cpu')).toTypedArray());
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     header[name] = { dtype: FROM_DTYPE[tensor.dtype], shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
     chunks.push(bytes);

@@ -7,13 +7,19 @@ import type { Tensor } from '../tensor';
 import { entryToTensor, readSafetensors, writeSafetensors } from './safetensors';
 import type { ScriptModule } from './script-module';
 import { writeFileAtomic } from '../atomic-file';
+import { scope } from '../scope';
 
 /**
  * Copies a safetensors file into a module's parameters (and buffers), strictly: every tensor in
  * the file must name a parameter (or one of its tied aliases) with the same shape, and every
  * parameter must be covered. A mismatch is a DataError listing the whole diff.
  */
-export async function loadSafetensorsInto(module: ScriptModule, file: string): Promise<void> {
+export function loadSafetensorsInto(module: ScriptModule, file: string): Promise<void> {
+  // Parameter handles and converted copies live only for this load.
+  return scope(() => loadInto(module, file));
+}
+
+async function loadInto(module: ScriptModule, file: string): Promise<void> {
   const { tensors } = readSafetensors(file);
   const targets = new Map<string, Tensor>();
   const canonical = new Map<string, string>();
@@ -58,7 +64,11 @@ export async function loadSafetensorsInto(module: ScriptModule, file: string): P
  * Writes HF-style weights: `model.safetensors` (HF names, tied weights once, in `dtype`) and
  * `config.json`, into `dir` (created if needed). Each file is written atomically.
  */
-export async function exportSafetensors(module: ScriptModule, dir: string, config: object, dtype?: DType): Promise<void> {
+export function exportSafetensors(module: ScriptModule, dir: string, config: object, dtype?: DType): Promise<void> {
+  return scope(() => exportInto(module, dir, config, dtype));
+}
+
+async function exportInto(module: ScriptModule, dir: string, config: object, dtype?: DType): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, Tensor>();
   const owned: Tensor[] = [];

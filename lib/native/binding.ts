@@ -76,7 +76,7 @@ export interface NativeProcessGroup {
   /** 'gloo', plus 'nccl' when CUDA tensors go over NCCL. */
   readonly backends: string[];
   dispose(): void;
-  /** Any shapes; coalesced into ~25 MB buckets per dtype through a reused buffer. */
+  /** Any shapes; coalesced into buckets of the group's bucketBytes per dtype through a reused buffer. */
   allReduce(tensors: NativeTensor[], op: 'sum' | 'avg' | 'max' | 'min'): Promise<void>;
   broadcast(tensors: NativeTensor[], root: number): Promise<void>;
   allGather(tensor: NativeTensor): Promise<NativeTensor[]>;
@@ -140,7 +140,7 @@ export interface NativeAddon {
   createModule(name: string): NativeModule;
   NativeProcessGroup: abstract new (...args: never[]) => NativeProcessGroup;
   /** TCPStore rendezvous (rank 0 hosts it) + ProcessGroupGloo (+ ProcessGroupNCCL); resolves when every rank has joined. */
-  createProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): Promise<NativeProcessGroup>;
+  createProcessGroup(options: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; bucketBytes: number }): Promise<NativeProcessGroup>;
   /** Copies host data into a new CPU tensor (synchronous: a memcpy, no ATen compute). */
   fromData(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: DType, requiresGrad?: boolean): NativeTensor;
   op(name: string, inputs: NativeTensor[], attrs: OpAttrs | undefined, gradEnabled: boolean): Promise<NativeTensor>;

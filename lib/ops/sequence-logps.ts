@@ -30,6 +30,9 @@ export interface SequenceLogpsResult {
   wpoLogSum?: Tensor;
 }
 
+/** The options' defaults (the native op requires every one). chunkRows 0: ≈ 16M logits per chunk. */
+const DEFAULTS: Required<SequenceLogpsOptions> = { chunkRows: 0, inplaceBackward: false, tokenLogps: false, metrics: false, wpo: false, allowNonFinite: false };
+
 /**
  * Per-sequence summed log-probabilities of the completion tokens: logits at t predict token t+1, a
  * token counts when its completion mask is set. Chunked, fp32 logsumexp, never materialises
@@ -41,7 +44,7 @@ export async function sequenceLogps(
   completionMask: Tensor,
   options: SequenceLogpsOptions = {},
 ): Promise<SequenceLogpsResult> {
-  return (await runFusedOp('sequence_logps', [logits, inputIds, completionMask], { ...options })) as unknown as SequenceLogpsResult;
+  return (await runFusedOp('sequence_logps', [logits, inputIds, completionMask], { ...DEFAULTS, ...options })) as unknown as SequenceLogpsResult;
 }
 
 /**
@@ -58,5 +61,5 @@ export async function sequenceLogpsFromHidden(
   options: Omit<SequenceLogpsOptions, 'inplaceBackward'> = {},
 ): Promise<SequenceLogpsResult> {
   const inputs = [hidden, lmHeadWeight, inputIds, completionMask, ...(lmHeadBias ? [lmHeadBias] : [])];
-  return (await runFusedOp('sequence_logps_from_hidden', inputs, { ...options })) as unknown as SequenceLogpsResult;
+  return (await runFusedOp('sequence_logps_from_hidden', inputs, { ...DEFAULTS, ...options })) as unknown as SequenceLogpsResult;
 }

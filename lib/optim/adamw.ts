@@ -41,7 +41,8 @@ export class AdamW implements Optimizer {
   readonly statePerRank = false;
 
   constructor(params: NamedTensor[], private readonly options: AdamWOptions, group: ProcessGroup | null = null) {
-    this.params = params.filter((p) => p.tensor.requiresGrad);
+    // The optimizer owns the handles it keeps (released by dispose), whatever scope made them.
+    this.params = params.filter((p) => p.tensor.requiresGrad).map((p) => ({ ...p, tensor: keep(p.tensor) }));
     this.decay = this.params.map((p) => (decays(p) ? 1 : 0));
     this.lr = options.lr;
     this.reducer = group ? group.gradReducer(this.params.map((p) => p.tensor)) : null;
@@ -60,8 +61,12 @@ export class AdamW implements Optimizer {
     return optimizerFile(null);
   }
 
+  /** Releases the moments and the parameter handles (the parameters themselves stay with the model). */
   dispose(): void {
     this.reducer?.dispose();
+    for (const t of [...this.expAvg, ...this.expAvgSq, ...this.params.map((p) => p.tensor)]) t.dispose();
+    this.expAvg = [];
+    this.expAvgSq = [];
   }
 
   get steps(): number {
@@ -81,7 +86,7 @@ export class AdamW implements Optimizer {
     await this.ensureState();
     this.stepCount += 1;
     await noGrad(() => runFusedOp('adamw_step', [...this.params.map((p) => p.tensor), ...this.expAvg, ...this.expAvgSq], {
-      ...adamwAttrs(this.options, this.lr, this.stepCount), decay: this.decay,
+      ...adamwAttrs(this.options, this.lr, this.stepCount), decay: this.decay, explicit_grads: false,
     }));
   }
 

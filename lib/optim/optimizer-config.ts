@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseOnce } from '../config/parse';
+import { parseOnce, parsePart } from '../config/parse';
 
 /** The optimizers TrainingArguments names that torch-dpo's AdamW is (torch.optim.AdamW's update). */
 export const ADAMW_NAMES = ['adamw_torch', 'adamw_torch_fused', 'adamw_hf'] as const;
@@ -38,6 +38,5 @@ export function parseOptimizerConfig(input: unknown): OptimizerConfig {
 
 /** The optimizer options out of a bigger config (the trainer's), parsed already. */
 export function optimizerConfigOf(config: Record<string, unknown>): OptimizerConfig {
-  const keys = Object.keys(optimizerConfigSchema.shape);
-  return parseOptimizerConfig(Object.fromEntries(Object.entries(config).filter(([k]) => keys.includes(k))));
+  return parsePart(optimizerConfigSchema, config, 'optimizer config');
 }

@@ -56,6 +56,7 @@ const runOptionsSchema = z.object({
   save_final_model: z.boolean().default(true).describe('Write output_dir/final (safetensors + config + tokenizer + TorchScript model.pt) at the end.'),
   resume_from_checkpoint: z.union([z.string(), z.boolean()]).optional().describe('A checkpoint folder, or true for the newest complete one in output_dir.'),
   ddp_timeout: z.number().int().positive().default(1800).describe('Seconds a collective may wait for the other ranks before the run fails.'),
+  ddp_bucket_cap_mb: z.number().positive().optional().describe('MB per bucket of the gradient all-reduce (overlapped with backward); default 25, as DDP.'),
   max_nonfinite_steps: z.number().int().positive().default(3).describe('Stop after this many non-finite steps in a row (each is skipped).'),
   torch_empty_cache_steps: z.number().int().positive().optional().describe('Empty the allocator caches (CUDA and CPU) every N steps.'),
   precompute_ref_log_probs: z.boolean().default(false).describe('Reference log-probs computed once before training (cached on disk); no reference kept in memory.'),
@@ -79,7 +80,8 @@ export const trainerConfigSchema = runOptionsSchema
     if (c.sync_ref_model && c.reference_free) fail('sync_ref_model', 'there is no reference to sync with reference_free');
     if (c.eval_strategy && c.eval_strategy !== 'no' && !c.eval_dataset) fail('eval_strategy', `'${c.eval_strategy}' needs eval_dataset`);
     // The loss options' own cross-checks (exo_pair ε, robust ε, WPO with aot, weights per type).
-    const loss = dpoLossConfigSchema.safeParse(Object.fromEntries(Object.entries(c).filter(([k]) => k in dpoLossConfigSchema.innerType().shape)));
+    const lossKeys = new Set(keysOf(dpoLossConfigSchema));
+    const loss = dpoLossConfigSchema.safeParse(Object.fromEntries(Object.entries(c).filter(([k]) => lossKeys.has(k))));
     if (!loss.success) for (const issue of loss.error.issues) ctx.addIssue(issue);
   });
 

@@ -6,7 +6,7 @@ import { dpoLoss, type DpoLossInputs, type DpoMetrics } from '../loss/dpo-loss';
 import type { CausalLM } from '../models/causal-lm';
 import { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsResult } from '../ops/sequence-logps';
 import { Tensor } from '../tensor';
-import { stack } from '../tensor-functions';
+import { readScalars } from '../named-values';
 
 export interface LogpsRequest {
   tokenLogps: boolean;
@@ -107,11 +107,15 @@ export function pairLoss(
     const result = await dpoLoss(inputs, loss, { allowNonFinite: true });
 
     // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
-    // Chosen/rejected sums of each per-sequence metric, read back in one transfer (one device sync).
-    const perSide = [await pol.counts.to(pol.meanLogitSum!.dtype), pol.meanLogitSum!, pol.entropySum!, pol.argmaxHits!];
-    const sums: Tensor[] = [];
-    for (const t of perSide) for (const half of await halves(t, B)) sums.push(await half.sum());
-    const [tokC, tokR, meanC, meanR, entC, entR, hitC] = Array.from((await (await stack(sums)).toTypedArray()) as ArrayLike<number>);
+    // Chosen/rejected sums of each per-sequence metric, read back by name in one transfer (one device sync).
+    const perSide: Record<string, Tensor> = { tokens: await pol.counts.to(pol.meanLogitSum!.dtype), meanLogit: pol.meanLogitSum!, entropy: pol.entropySum!, argmaxHits: pol.argmaxHits! };
+    const sums: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(perSide)) {
+      const [chosen, rejected] = await halves(t, B);
+      [sums[`${name}/chosen`], sums[`${name}/rejected`]] = [await chosen.sum(), await rejected.sum()];
+    }
+    const s = await readScalars(sums);
+    const [tokC, tokR] = [s['tokens/chosen'], s['tokens/rejected']];
     return {
       result: result.loss,
       pairs: B,
@@ -119,10 +123,10 @@ export function pairLoss(
       loss: (await result.loss.item()) as number,
       metrics: {
         ...result.metrics,
-        'logits/chosen': meanC / Math.max(tokC, 1),
-        'logits/rejected': meanR / Math.max(tokR, 1),
-        entropy: (entC + entR) / Math.max(tokC + tokR, 1),
-        mean_token_accuracy: hitC / Math.max(tokC, 1),
+        'logits/chosen': s['meanLogit/chosen'] / Math.max(tokC, 1),
+        'logits/rejected': s['meanLogit/rejected'] / Math.max(tokR, 1),
+        entropy: (s['entropy/chosen'] + s['entropy/rejected']) / Math.max(tokC + tokR, 1),
+        mean_token_accuracy: s['argmaxHits/chosen'] / Math.max(tokC, 1),
       },
     };
   });

@@ -1,4 +1,6 @@
 import type { CausalLM } from '../models/causal-lm';
+import type { NamedTensor } from '../models/script-module';
+import { scope } from '../scope';
 
 /** A model as the start summary and the report describe it. */
 export interface ModelSummary {
@@ -13,19 +15,19 @@ export interface ModelSummary {
   warnings: string[];
 }
 
-export async function describeModel(model: CausalLM, device: string): Promise<ModelSummary> {
-  const parameters = await model.namedParameters();
+export function describeModel(model: CausalLM, device: string): Promise<ModelSummary> {
+  // The parameter handles are made for this look only: the scope releases them.
+  return scope(async () => summarise(model, await model.namedParameters(), device));
+}
+
+function summarise(model: CausalLM, parameters: NamedTensor[], device: string): ModelSummary {
   const dtypes = [...new Set(parameters.map((p) => p.tensor.dtype))];
-  // The handles were made for this look only.
-  const release = () => parameters.forEach((p) => p.tensor.dispose());
-  const summary = {
+  return {
     architecture: model.info.architecture, source: model.info.source, path: model.info.path ?? null,
     parameters: parameters.reduce((s, p) => s + p.tensor.numel, 0),
     trainable: parameters.filter((p) => p.tensor.requiresGrad).reduce((s, p) => s + p.tensor.numel, 0),
     dtype: dtypes.join('+'), device, warnings: [...model.info.warnings],
   };
-  release();
-  return summary;
 }
 
 /** 124439808 → "124.4M". */

@@ -41,10 +41,12 @@ export async function referenceKey(reference: CausalLM, pairs: TokenizedPair[]):
       hash.update(new Uint8Array(Int32Array.from(side.ids).buffer)).update(String(side.promptLength));
     }
   }
-  for (const p of await reference.namedParameters()) {
-    const values = await (await p.tensor.detach().to('cpu')).toTypedArray();
-    hash.update(p.name).update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-  }
+  await scope(async () => {
+    for (const p of await reference.namedParameters()) {
+      const values = await (await p.tensor.detach().to('cpu')).toTypedArray();
+      hash.update(p.name).update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    }
+  });
   return hash.digest('hex').slice(0, 32);
 }
 
@@ -99,7 +101,11 @@ export async function precomputeReferenceLogps(
 }
 
 /** TR-DPO: reference ← α·policy + (1 − α)·reference, parameter by parameter. */
-export async function syncReference(policy: CausalLM, reference: CausalLM, alpha: number): Promise<void> {
+export function syncReference(policy: CausalLM, reference: CausalLM, alpha: number): Promise<void> {
+  return scope(() => mix(policy, reference, alpha));
+}
+
+async function mix(policy: CausalLM, reference: CausalLM, alpha: number): Promise<void> {
   const refs = new Map((await reference.namedParameters()).map((p) => [p.name, p.tensor]));
   await noGrad(async () => {
     for (const p of await policy.namedParameters()) {

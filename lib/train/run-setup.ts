@@ -5,6 +5,7 @@ import { BatchSampler } from '../data/sampler';
 import { defaultCacheDir } from '../data/token-cache';
 import { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
+import { bucketBytesOf } from '../distributed/buckets';
 import { DataParallel } from '../distributed/data-parallel';
 import { faultPoint } from '../fault-point';
 import { noGrad } from '../grad-mode';
@@ -64,7 +65,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
   try {
     const device = resolveDevice(c.device);
     manualSeed(c.seed);
-    const parallel = await DataParallel.join(c.ddp_timeout);
+    const parallel = await DataParallel.join(c.ddp_timeout, bucketBytesOf(c.ddp_bucket_cap_mb));
     if (parallel) made.push(parallel);
     const isMain = (parallel?.rank ?? 0) === 0;
     const output = isMain && options.writesOutput !== false ? OutputDir.open(c.output_dir, notice) : null;
@@ -110,7 +111,8 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
       batchSize: c.per_device_train_batch_size, seed: c.data_seed ?? c.seed, shuffle: c.train_sampling_strategy !== 'sequential',
       groupByLength: c.train_sampling_strategy === 'group_by_length', rank: parallel?.rank ?? 0, worldSize: parallel?.worldSize ?? 1,
     });
-    const optimizer = await createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null);
+    // Handles of parameters the optimizer does not keep (frozen ones) end with this scope.
+    const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null));
     made.push(optimizer);
     stopIfAsked();
     return {

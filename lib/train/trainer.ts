@@ -206,9 +206,12 @@ export class DPOTrainer extends EventEmitter {
     const maxNorm = this.config.max_grad_norm ? this.config.max_grad_norm : undefined;
     const gradNorm = await optimizer.reduceAndClip(maxNorm);
     // Loss and per-pair metrics of the micro-batches (weighted by their pairs), averaged over ranks in one collective.
-    const keys = Object.keys(results[0].metrics);
-    const local = [results.reduce((s, r) => s + r.loss * r.pairs, 0), ...keys.map((key) => results.reduce((s, r) => s + r.metrics[key] * r.pairs, 0))];
-    const [lossValue, ...reduced] = await this.meanOverRanks(local.map((v) => v / pairsInStep));
+    const local: Record<string, number> = { loss: 0 };
+    for (const r of results) {
+      local.loss += (r.loss * r.pairs) / pairsInStep;
+      for (const [key, value] of Object.entries(r.metrics)) local[key] = (local[key] ?? 0) + (value * r.pairs) / pairsInStep;
+    }
+    const { loss: lossValue, ...reduced } = await this.meanOverRanks(local);
     const finite = Number.isFinite(gradNorm) && Number.isFinite(lossValue);
     if (finite) {
       optimizer.lr = schedule.learningRateFor(this.step + 1);
@@ -231,8 +234,7 @@ export class DPOTrainer extends EventEmitter {
         step: this.step, epoch: this.step / schedule.stepsPerEpoch, learning_rate: optimizer.lr, grad_norm: gradNorm, loss: lossValue,
         num_tokens: this.tokensSeen, tokens_per_second: (tokens / seconds) * this.worldSize, step_seconds: seconds, nonfinite_steps: this.nonfiniteSteps,
       };
-      keys.forEach((key, i) => (record[key] = reduced[i]));
-      this.log.add(record);
+      this.log.add({ ...record, ...reduced });
     }
     this.emit('step', { step: this.step, loss: lossValue, skipped: !finite });
     return { finite, loss: lossValue, gradNorm };
@@ -310,8 +312,8 @@ export class DPOTrainer extends EventEmitter {
     return this.run.parallel ? this.run.parallel.any(flag) : Promise.resolve(flag);
   }
 
-  /** The mean over ranks of numbers every rank computed for its own shard. */
-  private meanOverRanks(values: number[]): Promise<number[]> {
+  /** The mean over ranks of named numbers every rank computed for its own shard. */
+  private meanOverRanks(values: Record<string, number>): Promise<Record<string, number>> {
     return this.run.parallel ? this.run.parallel.mean(values) : Promise.resolve(values);
   }
 
