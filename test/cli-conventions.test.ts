@@ -46,7 +46,8 @@ describe('CLI conventions', () => {
     const run = cli(['config']);
     expect(run.status).toBe(0);
     const options = trainerOptions();
-    for (const o of options) expect(run.stdout).toMatch(new RegExp(`^${o.key} +${o.type.replace(/[|()]/g, '\\$&')}${o.default ? ` = ${o.default.replace(/[[\]().+]/g, '\\$&')}` : ''}$`, 'm'));
+    for (const o of options) expect(run.stdout).toMatch(new RegExp(`^${o.key} +${o.type.replace(/[|()]/g, '\\$&')}${o.default ? ` = ${o.default.replace(/[[\]().+]/g, '\\$&')}` : ''}${o.required ? ' \\(required\\)' : ''}$`, 'm'));
+    expect(options.filter((o) => o.required).map((o) => o.key).sort()).toEqual(['output_dir', 'train_dataset']);
     expect(options.filter((o) => o.doc === '').map((o) => o.key)).toEqual([]);
     expect(run.stdout).toMatch(/^learning_rate +number = 0\.000001\n +Peak learning rate of AdamW\.$/m);
   });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError } from '../lib';
 import { keysOf } from '../lib/config/parse';
 import { FOREIGN_KEYS } from '../lib/config/trl-compat';
+import { dpoLossConfigOf, parseDpoLossConfig } from '../lib/loss/dpo-config';
 import { HfTokenizer } from '../lib/data/tokenizer';
 import { tokenizePair } from '../lib/data/tokenize-pairs';
 import { parseTrainerConfig, parseTrainerConfigWithNotices, trainerConfigSchema } from '../lib/train/config';
@@ -81,6 +82,14 @@ describe('TRL configs move over', () => {
     expect(problems({ ...REQUIRED, lr_scheduler_type: 'cosin' })).toContain("lr_scheduler_type: 'cosin' is not one of linear, cosine, constant, constant_with_warmup (did you mean 'cosine'?)");
     expect(problems({ ...REQUIRED, device: 'gpu' })).toContain("device: must be auto, cpu, cuda or cuda:N (got 'gpu')");
     expect(problems({ ...REQUIRED, learning_rate: -1 })).toContain('learning_rate: Number must be greater than 0 (got -1)');
+  });
+
+  it('parses once: a parsed config passes through unchanged, and its parts are parsed once too', () => {
+    const parsed = parseTrainerConfig({ ...REQUIRED, beta: 0.2 });
+    expect(parseTrainerConfig(parsed)).toBe(parsed);
+    const loss = dpoLossConfigOf(parsed);
+    expect(parseDpoLossConfig(loss)).toBe(loss); // what dpoLoss does per micro-batch: no zod pass
+    expect(loss.beta).toBe(0.2);
   });
 
   it('suggests the nearest option for an unknown key', () => {

@@ -16,7 +16,10 @@ export function loadConfig(options: ConfigOptions, extra: Record<string, unknown
   return { ...applyOverrides(readConfigFile(options.config), options.set ?? []), ...extra };
 }
 
-const notice = (command: string) => (message: string) => process.stderr.write(`torch-dpo ${command}: ${message}\n`);
+/** Under torchrun-style launches only rank 0 prints results and notices; other ranks print errors only. */
+export const isMainRank = () => Number(process.env.RANK ?? '0') === 0;
+const notice = (command: string) => (message: string) => isMainRank() && process.stderr.write(`torch-dpo ${command}: ${message}\n`);
+const print = (line: string) => isMainRank() && process.stdout.write(`${line}\n`);
 
 async function withTrainer<T>(command: string, config: Record<string, unknown>, body: (t: DPOTrainer) => Promise<T>): Promise<T> {
   // These commands read output_dir at most: no lock, so they work beside a running training.
@@ -36,7 +39,7 @@ export async function runEval(options: ConfigOptions & { checkpoint?: string }):
     if (options.checkpoint) await t.policy.loadSafetensors(join(options.checkpoint, 'model.safetensors'));
     return t.evaluate();
   });
-  process.stdout.write(`${JSON.stringify(metrics)}\n`);
+  print(JSON.stringify(metrics));
   return 0;
 }
 
@@ -45,7 +48,7 @@ export async function runPrecomputeRef(options: ConfigOptions): Promise<number> 
   const config = loadConfig(options, { precompute_ref_log_probs: true, report_to: [] });
   if (config.cache_dir === false) throw new ConfigError('precompute-ref stores its results in cache_dir: it cannot be false');
   const counts = await withTrainer('precompute-ref', config, async (t) => ({ train: t.pairs.length, eval: t.evalPairs.length }));
-  process.stdout.write(`reference log-probs ready for ${counts.train} train and ${counts.eval} eval pairs (cached)\n`);
+  print(`reference log-probs ready for ${counts.train} train and ${counts.eval} eval pairs (cached)`);
   return 0;
 }
 
@@ -57,7 +60,7 @@ export async function runExport(options: ConfigOptions & { checkpoint: string; o
     if (options.dtype) await t.policy.to({ dtype: options.dtype as never });
     return t.exportFinal(options.out);
   });
-  process.stdout.write(`exported to ${out}\n`);
+  print(`exported to ${out}`);
   return 0;
 }
 

@@ -5,7 +5,7 @@ import { osReason } from '../file-errors';
 import { formatCount } from '../train/model-summary';
 import { DPOTrainer, StoppedBeforeTrainingError, type LogRecord } from '../train/trainer';
 import { StopSignals } from './stop-signals';
-import { loadConfig, type ConfigOptions } from './commands';
+import { isMainRank, loadConfig, type ConfigOptions } from './commands';
 
 function formatLog(r: LogRecord): string {
   const f = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
@@ -38,6 +38,10 @@ async function startSummary(trainer: DPOTrainer): Promise<string[]> {
     ...m.warnings.map((w) => `model warning: ${w}`),
     describeData('data', trainer.dataReport),
   ];
+  const truncated = trainer.dataReport.truncated / Math.max(trainer.dataReport.kept, 1);
+  if (truncated > 0.05) {
+    lines.push(`data warning: ${(100 * truncated).toFixed(1)}% of the pairs are truncated (max_length ${c.max_length}${c.max_prompt_length ? `, max_prompt_length ${c.max_prompt_length}` : ''}${c.max_completion_length ? `, max_completion_length ${c.max_completion_length}` : ''}): what is cut off is not trained on`);
+  }
   if (trainer.evalDataReport) lines.push(describeData('eval data', trainer.evalDataReport));
   const pairsPerStep = c.per_device_train_batch_size * c.gradient_accumulation_steps * trainer.worldSize;
   lines.push(`plan: ${totalSteps} steps (${stepsPerEpoch} per epoch), ${pairsPerStep} pairs per step (${c.per_device_train_batch_size} × ${c.gradient_accumulation_steps} accumulation × ${trainer.worldSize} rank(s)); loss ${[c.loss_type].flat().join('+')}, β ${c.beta}, lr ${c.learning_rate} ${c.lr_scheduler_type}; output ${c.output_dir}`);
@@ -53,7 +57,7 @@ async function startSummary(trainer: DPOTrainer): Promise<string[]> {
  */
 export async function runTrain(options: ConfigOptions): Promise<number> {
   const config = loadConfig(options);
-  const quiet = Number(process.env.RANK ?? '0') !== 0;
+  const quiet = !isMainRank();
   let trainer: DPOTrainer | null = null;
   const stop = new StopSignals('train', () => trainer?.stopPlan() ?? 'stopping before training starts: no checkpoint is written').install();
   const bar = process.stdout.isTTY && !quiet && config.disable_tqdm !== true ? new ProgressBar() : null;

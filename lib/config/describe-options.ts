@@ -6,6 +6,8 @@ export interface OptionDoc {
   type: string;
   /** The default as YAML would spell it; '' when the option has none (unset). */
   default: string;
+  /** No default and not optional: the config must set it. */
+  required: boolean;
   doc: string;
 }
 
@@ -53,19 +55,19 @@ export function describeOptions(schema: z.ZodTypeAny): OptionDoc[] {
   while (inner instanceof z.ZodEffects) inner = inner.innerType();
   if (!(inner instanceof z.ZodObject)) return [];
   return Object.entries(inner.shape as Record<string, z.ZodTypeAny>).map(([key, field]) => ({
-    key, type: typeName(field), default: defaultOf(field), doc: descriptionOf(field),
+    key, type: typeName(field), default: defaultOf(field), doc: descriptionOf(field), required: !field.isOptional(),
   }));
 }
 
 /** The options as aligned text (the `torch-dpo config` listing). */
 export function formatOptionsText(options: OptionDoc[]): string {
   const width = Math.max(...options.map((o) => o.key.length));
-  return options.map((o) => `${o.key.padEnd(width)}  ${o.type}${o.default === '' ? '' : ` = ${o.default}`}\n${' '.repeat(width + 2)}${o.doc}`).join('\n');
+  return options.map((o) => `${o.key.padEnd(width)}  ${o.type}${o.default === '' ? '' : ` = ${o.default}`}${o.required ? ' (required)' : ''}\n${' '.repeat(width + 2)}${o.doc}`).join('\n');
 }
 
 /** The options as a Markdown table (the README's key table). */
 export function formatOptionsMarkdown(options: OptionDoc[]): string {
   const cell = (s: string) => s.replace(/\|/g, '\\|');
   return ['| option | type | default | what it does |', '|---|---|---|---|',
-    ...options.map((o) => `| \`${o.key}\` | ${cell(o.type)} | ${o.default === '' ? '' : `\`${cell(o.default)}\``} | ${cell(o.doc)} |`)].join('\n');
+    ...options.map((o) => `| \`${o.key}\` | ${cell(o.type)} | ${o.required ? 'required' : o.default === '' ? '' : `\`${cell(o.default)}\``} | ${cell(o.doc)} |`)].join('\n');
 }

@@ -22,7 +22,7 @@ const runOptionsSchema = z.object({
   train_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).describe('Preference data: JSONL, JSON or Parquet files, folders or globs.'),
   eval_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).optional().describe('Held-out preference data, same formats.'),
   output_dir: z.string().describe('Where checkpoints, metrics.jsonl, report.html, runs/ and final/ go.'),
-  run_name: z.string().optional().describe('A name for the run, shown in the report and trainer_state.json.'),
+  run_name: z.string().optional().describe('A name for the run, shown in the report and run.json.'),
   device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, 'must be auto, cpu, cuda or cuda:N').default('auto')
     .describe('auto: cuda when libtorch has CUDA and a GPU is visible, else cpu; or cpu, cuda, cuda:N.'),
   dtype: z.enum(DTYPES).optional().describe('Parameter dtype after loading (TRL: model_init_kwargs.dtype); default: as stored.'),

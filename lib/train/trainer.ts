@@ -44,8 +44,6 @@ export class DPOTrainer extends EventEmitter {
   readonly device: string;
   /** What a config translation and loading had to say (mapped TRL keys, ignored options, recoveries). */
   readonly notices: string[];
-  /** The checkpoint this trainer resumed from, with its step; null for a fresh run. */
-  readonly resumedFrom: { path: string; step: number } | null = null;
   step = 0;
   /** Steps skipped so far (non-finite loss or gradient), over the whole run including before a resume. */
   nonfiniteSteps = 0;
@@ -58,6 +56,7 @@ export class DPOTrainer extends EventEmitter {
   /** Inside an optimizer step (a stop then saves the step being finished). */
   private stepping = false;
   private trainingStarted = false;
+  private resumed: { path: string; step: number } | null = null;
 
   private constructor(private readonly run: RunParts, notices: string[]) {
     super();
@@ -101,7 +100,7 @@ export class DPOTrainer extends EventEmitter {
     this.tokensSeen = progress.tokensSeen;
     this.nonfiniteSteps = progress.nonfiniteSteps;
     this.log.logHistory = progress.logHistory;
-    (this as { resumedFrom: DPOTrainer['resumedFrom'] }).resumedFrom = { path, step: progress.step };
+    this.resumed = { path, step: progress.step };
   }
 
   get rank(): number { return this.run.parallel?.rank ?? 0; }
@@ -109,6 +108,8 @@ export class DPOTrainer extends EventEmitter {
   /** Rank 0 writes logs, checkpoints, reports and exports, and prints; the others compute. */
   get isMain(): boolean { return this.rank === 0; }
   get history(): LogRecord[] { return this.log.history; }
+  /** The checkpoint this trainer resumed from, with its step; null for a fresh run. */
+  get resumedFrom(): { path: string; step: number } | null { return this.resumed; }
   /** Optimizer steps per epoch and in the whole run. */
   get plan(): { stepsPerEpoch: number; totalSteps: number } {
     return { stepsPerEpoch: this.run.schedule.stepsPerEpoch, totalSteps: this.run.schedule.totalSteps };

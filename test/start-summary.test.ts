@@ -4,7 +4,7 @@ import { cli, cliProject } from './support/cli-project';
 
 const noCuda = !cudaAvailable();
 
-describe('device', () => {
+describe('what a run says at start', () => {
   (noCuda ? it : it.skip)('auto is the CPU without CUDA; cuda is refused before anything loads, saying why', () => {
     expect(resolveDevice('auto')).toBe('cpu');
     expect(resolveDevice('cpu')).toBe('cpu');
@@ -29,5 +29,15 @@ describe('device', () => {
     expect(run.stdout).toMatch(new RegExp(`^device: ${noCuda ? 'cpu' : 'cuda'} \\(device: auto\\)$`, 'm'));
     expect(run.stdout).toMatch(/^model: GPT2LMHeadModel \(torchscript from .*model\.pt\), [\d.]+K parameters \([\d.]+K trainable\), float32$/m);
     expect(run.stdout).toMatch(/^data: 32 pairs kept of 32 rows \(standard 32\); truncated 0 \(0\.0%\); boundary mismatches 0; tokens min\/mean\/max: /m);
+  });
+
+  it('warns when many pairs are truncated, and says where a resume starts', () => {
+    const { config, out } = cliProject(2, ['max_completion_length: 1']);
+    const run = cli(['train', '--config', config]);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^data: 32 pairs kept of 32 rows \(standard 32\); truncated 32 \(100\.0%\);/m);
+    expect(run.stdout).toMatch(/^data warning: 100\.0% of the pairs are truncated \(max_length 1024, max_completion_length 1\): what is cut off is not trained on$/m);
+    const resumed = cli(['train', '--config', config, '--set', 'resume_from_checkpoint=true', '--set', 'max_steps=3']);
+    expect(resumed.stdout).toMatch(new RegExp(`^resume: from ${out}/checkpoint-2 at step 2 of 3$`, 'm'));
   });
 });
