@@ -31,6 +31,13 @@ export class DisposedError extends TorchDpoError {
   }
 }
 
+/** An API called out of its contract (out of order, or with what it excludes): a bug in the caller. */
+export class UsageError extends TorchDpoError {
+  constructor(message: string) {
+    super(message, 'ERR_USAGE');
+  }
+}
+
 /** Invalid configuration, caught at the boundary before any compute. */
 export class ConfigError extends TorchDpoError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { cudaAvailable } from '../lib';
 import { resolveDevice } from '../lib/train/device';
 import { cli, cliProject } from './support/cli-project';
@@ -39,5 +40,14 @@ describe('what a run says at start', () => {
     expect(run.stdout).toMatch(/^data warning: 100\.0% of the pairs are truncated \(max_length 1024, max_completion_length 1\): what is cut off is not trained on$/m);
     const resumed = cli(['train', '--config', config, '--set', 'resume_from_checkpoint=true', '--set', 'max_steps=3']);
     expect(resumed.stdout).toMatch(new RegExp(`^resume: from ${out}/checkpoint-2 at step 2 of 3$`, 'm'));
+  });
+
+  it('--dry-run loads and summarises, then exits without training or writing', () => {
+    const { config, out } = cliProject(2);
+    const run = cli(['train', '--config', config, '--dry-run']);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/^plan: 2 steps \(16 per epoch\)/m);
+    expect(run.stdout.trim().split('\n').at(-1)).toBe('dry run: the config, model and data load; nothing was trained and output_dir was not touched');
+    expect(existsSync(out)).toBe(false);
   });
 });

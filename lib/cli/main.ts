@@ -41,6 +41,7 @@ export function buildProgram(run: (code: Promise<number> | number) => void): Com
     .option('--json', 'end with a one-line JSON summary')
     .action((o) => run(runDemo(o)));
   withConfig(program.command('train').description('DPO training from a config file (Ctrl-C finishes the step, saves and exits)'))
+    .option('--dry-run', 'load the model and data, print the start summary and plan, and exit without training or touching output_dir')
     .action((o, cmd: Command) => run((needsConfig(cmd, o), runTrain(o))));
   withConfig(program.command('eval').description('evaluate on eval_dataset and print the eval_ metrics as JSON'))
     .option('--checkpoint <dir>', 'evaluate this checkpoint\'s weights')

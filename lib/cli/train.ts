@@ -55,7 +55,7 @@ async function startSummary(trainer: DPOTrainer): Promise<string[]> {
  * checkpoint and exit with 130/143; further signals do not interrupt the save; a third SIGINT exits
  * at once without saving. Only rank 0 prints progress; other ranks print errors only.
  */
-export async function runTrain(options: ConfigOptions): Promise<number> {
+export async function runTrain(options: ConfigOptions & { dryRun?: boolean }): Promise<number> {
   const config = loadConfig(options);
   const quiet = !isMainRank();
   let trainer: DPOTrainer | null = null;
@@ -66,7 +66,8 @@ export async function runTrain(options: ConfigOptions): Promise<number> {
   const notice = (message: string) => quiet || process.stderr.write(`${bar ? '\r\x1b[K' : ''}torch-dpo train: ${message}\n`);
   try {
     try {
-      trainer = await DPOTrainer.create(config as TrainerConfigInput, { signal: stop.signal, notice });
+      // A dry run only reads: output_dir is neither locked nor tidied nor written.
+      trainer = await DPOTrainer.create(config as TrainerConfigInput, { signal: stop.signal, notice, writesOutput: !options.dryRun });
     } catch (err) {
       if (err instanceof StoppedBeforeTrainingError) {
         process.stderr.write(`torch-dpo train: ${err.message}\n`);
@@ -76,6 +77,10 @@ export async function runTrain(options: ConfigOptions): Promise<number> {
     }
     const t = trainer;
     for (const line of await startSummary(t)) say(line);
+    if (options.dryRun) {
+      say('dry run: the config, model and data load; nothing was trained and output_dir was not touched');
+      return 0;
+    }
     const total = t.plan.totalSteps;
     let latest: LogRecord | null = null;
     t.on('notice', notice);

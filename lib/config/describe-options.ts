@@ -67,7 +67,8 @@ export function formatOptionsText(options: OptionDoc[]): string {
 
 /** The options as a Markdown table (the README's key table). */
 export function formatOptionsMarkdown(options: OptionDoc[]): string {
-  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  // Pipes would end the cell; <time> and <host> would render as HTML tags.
+  const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   return ['| option | type | default | what it does |', '|---|---|---|---|',
     ...options.map((o) => `| \`${o.key}\` | ${cell(o.type)} | ${o.required ? 'required' : o.default === '' ? '' : `\`${cell(o.default)}\``} | ${cell(o.doc)} |`)].join('\n');
 }

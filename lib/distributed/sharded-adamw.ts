@@ -1,4 +1,4 @@
-import { DataError, TorchDpoError } from '../errors';
+import { DataError, UsageError } from '../errors';
 import { noGrad } from '../grad-mode';
 import { keep } from '../scope';
 import type { NamedTensor } from '../models/script-module';
@@ -161,7 +161,7 @@ export class ShardedAdamW implements Optimizer {
 
   /** Updates this rank's slice with AdamW, then every rank gathers the full parameters. */
   async step(): Promise<void> {
-    if (!this.reduced) throw new TorchDpoError('ShardedAdamW.step: call reduceGradients() first', 'ERR_USAGE');
+    if (!this.reduced) throw new UsageError('ShardedAdamW.step: call reduceGradients() first');
     await this.ensureState();
     this.stepCount += 1;
     const owned = this.pieces.map((piece, k) => ({ piece, k })).filter(({ piece }) => this.hasGrad[piece.param]);

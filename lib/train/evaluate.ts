@@ -1,6 +1,6 @@
 import { collate, disposeBatch } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
-import { TorchDpoError } from '../errors';
+import { ConfigError } from '../errors';
 import { noGrad } from '../grad-mode';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import type { CausalLM } from '../models/causal-lm';
@@ -25,7 +25,7 @@ export interface EvaluationSetup {
  * in one collective.
  */
 export async function evaluatePairs(pairs: TokenizedPair[], setup: EvaluationSetup): Promise<Record<string, number>> {
-  if (pairs.length === 0) throw new TorchDpoError('evaluate: no evaluation pairs (set eval_dataset)', 'ERR_CONFIG');
+  if (pairs.length === 0) throw new ConfigError('evaluate: no evaluation pairs (set eval_dataset)');
   const { parallel, batchSize: size } = setup;
   const [rank, worldSize] = parallel ? [parallel.rank, parallel.worldSize] : [0, 1];
   const starts = Array.from({ length: Math.ceil(pairs.length / size) }, (_, i) => i * size);

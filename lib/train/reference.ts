@@ -8,7 +8,7 @@ import { scope } from '../scope';
 import type { CausalLM } from '../models/causal-lm';
 import type { DataParallel } from '../distributed/data-parallel';
 import { batchLogps, type BatchReference } from './dpo-step';
-import { TorchDpoError } from '../errors';
+import { ConfigError } from '../errors';
 import { writeFileAtomic } from '../atomic-file';
 
 export interface ReferenceLogps {
@@ -29,7 +29,7 @@ export type Reference =
 export function batchReference(reference: Reference, split: 'train' | 'eval' | 'other', indices: number[]): BatchReference {
   if (reference.kind !== 'precomputed') return reference;
   const logps = split === 'train' ? reference.train : split === 'eval' ? reference.eval : null;
-  if (!logps) throw new TorchDpoError('with precompute_ref_log_probs only eval_dataset can be evaluated (no reference model is kept)', 'ERR_CONFIG');
+  if (!logps) throw new ConfigError('with precompute_ref_log_probs only eval_dataset can be evaluated (no reference model is kept)');
   return { kind: 'logps', chosen: indices.map((i) => logps.chosen[i]), rejected: indices.map((i) => logps.rejected[i]) };
 }
 

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { TorchDpoError, ConfigError } from '../errors';
+import { ConfigError } from '../errors';
 import { abandonCheckpoint, beginCheckpoint, finishCheckpoint, partialCheckpointDir, readCheckpoint, readOptimizerState, writeCheckpointWeights, writeOptimizerState, type TorchDpoState } from './checkpoint';
+import { letPendingSignalsIn } from '../event-loop-turns';
 import { hfTrainerState } from './hf-trainer-state';
 import type { RunParts } from './run-setup';
 
@@ -28,6 +29,8 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
       beginCheckpoint(partial, progress.step);
       await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.exportSafetensors(dir));
     }
+    // Between the phases of a save, signals are heard (a third Ctrl-C exits here, a second one reports).
+    await letPendingSignalsIn();
     if (run.optimizer.statePerRank) await run.parallel?.barrier();
     if (isMain || run.optimizer.statePerRank) {
       if (!existsSync(partial)) {
@@ -36,6 +39,7 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
       await writeOptimizerState(partial, run.optimizer.stateFile(rank), run.optimizer.stateTensors(), progress.step);
     }
     if (run.optimizer.statePerRank) await run.parallel?.barrier();
+    await letPendingSignalsIn();
     if (isMain) await finishCheckpoint(partial, c.output_dir, progress.step, { state: runState(run, progress), hfState: hfState(run, progress) }, c.save_total_limit);
   } catch (err) {
     if (isMain) abandonCheckpoint(partial);
@@ -65,10 +69,10 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
   const worldSize = run.parallel?.worldSize ?? 1;
   const rank = run.parallel?.rank ?? 0;
   if (state.worldSize !== worldSize) {
-    throw new TorchDpoError(`${path} was written by ${state.worldSize} rank(s); resume it with the same world size (now ${worldSize})`, 'ERR_CONFIG');
+    throw new ConfigError(`${path} was written by ${state.worldSize} rank(s); resume it with the same world size (now ${worldSize})`);
   }
   if (state.optimizerSharding !== run.optimizer.statePerRank) {
-    throw new TorchDpoError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`, 'ERR_CONFIG');
+    throw new ConfigError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`);
   }
   await run.policy.loadSafetensors(join(path, 'model.safetensors'));
   const file = run.optimizer.stateFile(rank);

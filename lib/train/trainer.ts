@@ -9,6 +9,7 @@ import type { DpoLossConfig } from '../loss/dpo-config';
 import type { CausalLM } from '../models/causal-lm';
 import { packageRoot } from '../native/package-root';
 import { emptyCache, version } from '../runtime';
+import { letPendingSignalsIn } from '../event-loop-turns';
 import { writeHtmlReport } from '../report/html-report';
 import { parseTrainerConfigWithNotices, type TrainerConfig, type TrainerConfigInput } from './config';
 import { newestCompleteCheckpoint } from './checkpoint';
@@ -164,8 +165,8 @@ export class DPOTrainer extends EventEmitter {
       let nonFiniteInRow = 0;
       while (this.step < schedule.totalSteps) {
         // A signal that came during synchronous work (a save) is handled here, so the stop happens at
-        // this step boundary and not one step later: the second turn's poll phase reads it.
-        for (let turn = 0; turn < 2; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+        // this step boundary and not one step later.
+        await letPendingSignalsIn();
         if (await this.anyRank(options.signal?.aborted ?? false)) {
           // Keep what was learned since the last save; all ranks agree on the step.
           if (this.step > this.startStep && this.step !== this.lastSavedStep) await this.saveCheckpoint();
