@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DTYPE_BYTES } from '../dtypes';
 import { DataError } from '../errors';
 import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
@@ -12,7 +13,6 @@ const TO_DTYPE: Record<string, DType> = {
   F32: 'float32', F64: 'float64', F16: 'float16', BF16: 'bfloat16', I32: 'int32', I64: 'int64', U8: 'uint8', BOOL: 'bool',
 };
 const FROM_DTYPE = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
-const ITEM_SIZE: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int32: 4, int64: 8, uint8: 1, bool: 1 };
 
 export interface SafetensorsEntry {
   dtype: DType;
@@ -53,7 +53,7 @@ export function readSafetensors(path: string): SafetensorsFile {
     if (!dtype) throw fail(`tensor '${name}': unsupported dtype ${String(info.dtype)}`);
     if (!Array.isArray(info.shape) || !info.shape.every((d) => Number.isInteger(d) && d >= 0)) throw fail(`tensor '${name}': bad shape`);
     const [begin, end] = info.data_offsets ?? [-1, -1];
-    const expected = info.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[dtype];
+    const expected = info.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
     if (!(begin >= 0 && end >= begin && end <= dataLength)) throw fail(`tensor '${name}': data_offsets [${begin}, ${end}] outside the data (${dataLength} bytes)`);
     if (end - begin !== expected) throw fail(`tensor '${name}': ${end - begin} bytes for shape [${info.shape}] ${info.dtype} (needs ${expected}): truncated?`);
     tensors.set(name, { dtype, shape: info.shape, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset + dataStart + begin, end - begin) });

@@ -1,6 +1,8 @@
-import type { GradReducer, ProcessGroup } from '../distributed/process-group';
+import type { ProcessGroup } from '../distributed/process-group';
+import { ShardedAdamW } from '../distributed/sharded-adamw';
 import type { NamedTensor } from '../models/script-module';
 import type { Tensor } from '../tensor';
+import { AdamW } from './adamw';
 import type { OptimizerConfig } from './optimizer-config';
 
 /**
@@ -35,15 +37,8 @@ export interface Optimizer {
 }
 
 /** The optimizer a config asks for, over these parameters, on this process group (null: one process). */
-export async function createOptimizer(parameters: NamedTensor[], config: OptimizerConfig, group: ProcessGroup | null): Promise<Optimizer> {
+export function createOptimizer(parameters: NamedTensor[], config: OptimizerConfig, group: ProcessGroup | null): Optimizer {
   const options = { lr: config.learning_rate, betas: [config.adam_beta1, config.adam_beta2] as [number, number], eps: config.adam_epsilon, weightDecay: config.weight_decay };
-  // Loaded here, not at the top: the sharded optimizer pulls in the process group only when used.
-  if (config.optimizer_sharding && group) {
-    const { ShardedAdamW } = await import('../distributed/sharded-adamw');
-    return new ShardedAdamW(parameters, options, group);
-  }
-  const { AdamW } = await import('./adamw');
+  if (config.optimizer_sharding && group) return new ShardedAdamW(parameters, options, group);
   return new AdamW(parameters, options, group);
 }
-
-export type { GradReducer };

@@ -39,11 +39,6 @@ export interface MicroStepResult {
 const halves = async (t: Tensor, b: number) => [await t.narrow(0, 0, b), await t.narrow(0, b, b)];
 
 /**
- * One micro-batch: policy (and reference, without gradient) log-probs, the DPO loss, and backward of
- * loss × scale. scale = pairs in this micro-batch / pairs in the optimizer step, so gradient
- * accumulation over micro-batches equals one big batch.
- */
-/**
  * The reference side of one batch: a frozen model, log-probs computed beforehand for the batch's
  * pairs, or none (reference_free: the reference log-probs are 0).
  */
@@ -52,6 +47,11 @@ export type BatchReference =
   | { kind: 'logps'; chosen: number[]; rejected: number[] }
   | { kind: 'none' };
 
+/**
+ * One micro-batch: policy (and reference, without gradient) log-probs, the DPO loss, and backward of
+ * loss × scale. scale = pairs in this micro-batch / pairs in the optimizer step, so gradient
+ * accumulation over micro-batches equals one big batch.
+ */
 export function microStep(
   policy: CausalLM,
   reference: BatchReference,
