@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { ConfigError } from '../errors';
 import { writeHtmlReport } from '../report/html-report';
 import type { TrainerConfigInput } from '../train/config';
@@ -36,7 +35,7 @@ export async function runEval(options: ConfigOptions & { checkpoint?: string }):
   const config = loadConfig(options, { report_to: [] });
   if (!config.eval_dataset) throw new ConfigError('eval needs eval_dataset in the config (or --set eval_dataset=…)');
   const metrics = await withTrainer('eval', config, async (t) => {
-    if (options.checkpoint) await t.policy.loadSafetensors(join(options.checkpoint, 'model.safetensors'));
+    if (options.checkpoint) await t.policy.loadSafetensors(options.checkpoint);
     return t.evaluate();
   });
   print(JSON.stringify(metrics));
@@ -56,7 +55,7 @@ export async function runPrecomputeRef(options: ConfigOptions): Promise<number> 
 export async function runExport(options: ConfigOptions & { checkpoint: string; out: string; dtype?: string }): Promise<number> {
   const config = loadConfig(options, { report_to: [], reference_free: true });
   const out = await withTrainer('export', config, async (t) => {
-    await t.policy.loadSafetensors(join(options.checkpoint, 'model.safetensors'));
+    await t.policy.loadSafetensors(options.checkpoint);
     if (options.dtype) await t.policy.to({ dtype: options.dtype as never });
     return t.exportFinal(options.out);
   });

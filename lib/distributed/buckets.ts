@@ -1,3 +1,4 @@
+import { consecutiveGroups } from '../consecutive-groups';
 import { DTYPE_BYTES } from '../dtypes';
 import type { DType } from '../native/binding';
 
@@ -11,19 +12,6 @@ export const bucketBytesOf = (capMb: number | undefined) => (capMb === undefined
 
 /** Groups tensors of one dtype into buckets of up to bucketBytes, in order (as DDP's reducer does): their indices. */
 export function bucketIndices(tensors: { numel: number; dtype: string }[], bucketBytes = BUCKET_BYTES): number[][] {
-  const out: number[][] = [];
-  let current: number[] = [];
-  let bytes = 0;
-  tensors.forEach((t, i) => {
-    const size = t.numel * DTYPE_BYTES[t.dtype as DType];
-    if (current.length > 0 && (bytes + size > bucketBytes || tensors[current[0]].dtype !== t.dtype)) {
-      out.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(i);
-    bytes += size;
-  });
-  if (current.length > 0) out.push(current);
-  return out;
+  const sizes = tensors.map((t) => t.numel * DTYPE_BYTES[t.dtype as DType]);
+  return consecutiveGroups(sizes, bucketBytes, (i) => tensors[i].dtype !== tensors[i - 1].dtype);
 }

@@ -10,6 +10,7 @@ import { createGpt2 } from './gpt2';
 import { createLlama } from './llama';
 import { ScriptModule, type ModuleValue } from './script-module';
 import { exportSafetensors, loadSafetensorsInto } from './weights';
+import { hasSafetensorsWeights, weightFiles } from './weight-files';
 import { disposeSymbol } from '../dispose-symbols';
 
 export interface ModelInfo {
@@ -56,8 +57,12 @@ export class CausalLM {
   namedParameters() { return this.module.namedParameters(); }
   to(target: { device?: string; dtype?: DType }) { return this.module.to(target); }
   save(path: string) { return this.module.save(path); }
-  loadSafetensors(file: string) { return loadSafetensorsInto(this.module, file); }
-  exportSafetensors(dir: string, options: { dtype?: DType } = {}) { return exportSafetensors(this.module, dir, this.config, options.dtype); }
+  /** Weights from a safetensors file or an HF model folder (single file or shards), strictly. */
+  loadSafetensors(path: string) { return loadSafetensorsInto(this.module, path); }
+  /** HF layout into `dir`: model.safetensors, or shards of at most maxShardSize (default "5GB") with the index; config.json. */
+  exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number } = {}) {
+    return exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize);
+  }
 
   /** An independent frozen copy in eval mode: the DPO reference model. */
   async referenceCopy(): Promise<CausalLM> {
@@ -170,10 +175,9 @@ export async function loadModel(path: string, options: { device?: string; dtype?
     }
     model = new CausalLM(module, config, info);
   } else {
-    const weights = join(dir, 'model.safetensors');
-    if (!existsSync(weights)) throw new DataError(`${dir}: neither model.pt nor model.safetensors is present`);
+    if (!hasSafetensorsWeights(dir)) weightFiles(dir); // throws: says what is there instead (pickles, nothing)
     model = await createModel(String(config.model_type ?? ''), config);
-    await model.loadSafetensors(weights);
+    await model.loadSafetensors(dir);
     Object.assign(model.info, { path: dir });
     if (options.device && options.device !== 'cpu') await model.to({ device: options.device });
   }

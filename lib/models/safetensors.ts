@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { DTYPE_BYTES } from '../dtypes';
 import { DataError } from '../errors';
 import type { DType } from '../native/binding';
@@ -26,22 +26,35 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-/** Reads and checks a .safetensors file; a DataError names the file and the offending entry. */
-export function readSafetensors(path: string): SafetensorsFile {
-  const buffer = readFileSync(path);
+/** Where one tensor's bytes are in a safetensors file. */
+export interface SafetensorsLocation {
+  dtype: DType;
+  shape: number[];
+  /** Byte offset from the start of the file, and the byte count. */
+  offset: number;
+  length: number;
+}
+
+export interface SafetensorsHeader {
+  path: string;
+  tensors: Map<string, SafetensorsLocation>;
+  metadata: Record<string, string>;
+}
+
+function checkedHeader(path: string, fileSize: number, readAt: (position: number, length: number) => Buffer): SafetensorsHeader {
   const fail = (why: string) => new DataError(`${path}: not a valid safetensors file: ${why}`);
-  if (buffer.length < 8) throw fail('shorter than its 8-byte header length');
-  const headerLength = buffer.readBigUInt64LE(0);
-  if (headerLength > BigInt(buffer.length - 8)) throw fail(`header length ${headerLength} exceeds the file size ${buffer.length}`);
+  if (fileSize < 8) throw fail('shorter than its 8-byte header length');
+  const headerLength = readAt(0, 8).readBigUInt64LE(0);
+  if (headerLength > BigInt(fileSize - 8)) throw fail(`header length ${headerLength} exceeds the file size ${fileSize}`);
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(buffer.subarray(8, 8 + Number(headerLength)).toString('utf8')) as Record<string, unknown>;
+    header = JSON.parse(readAt(8, Number(headerLength)).toString('utf8')) as Record<string, unknown>;
   } catch (err) {
     throw fail(`header is not JSON (${(err as Error).message})`);
   }
   const dataStart = 8 + Number(headerLength);
-  const dataLength = buffer.length - dataStart;
-  const tensors = new Map<string, SafetensorsEntry>();
+  const dataLength = fileSize - dataStart;
+  const tensors = new Map<string, SafetensorsLocation>();
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') {
@@ -56,15 +69,69 @@ export function readSafetensors(path: string): SafetensorsFile {
     const expected = info.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
     if (!(begin >= 0 && end >= begin && end <= dataLength)) throw fail(`tensor '${name}': data_offsets [${begin}, ${end}] outside the data (${dataLength} bytes)`);
     if (end - begin !== expected) throw fail(`tensor '${name}': ${end - begin} bytes for shape [${info.shape}] ${info.dtype} (needs ${expected}): truncated?`);
-    tensors.set(name, { dtype, shape: info.shape, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset + dataStart + begin, end - begin) });
+    tensors.set(name, { dtype, shape: info.shape, offset: dataStart + begin, length: end - begin });
   }
-  return { tensors, metadata };
+  return { path, tensors, metadata };
+}
+
+/**
+ * An open safetensors file read tensor by tensor with positioned reads: loading a checkpoint holds
+ * one tensor's bytes at a time, never the whole file. Close it when done.
+ */
+export class SafetensorsReader {
+  readonly header: SafetensorsHeader;
+  private fd: number | null;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'r');
+    try {
+      this.header = checkedHeader(path, fstatSync(this.fd).size, (position, length) => this.readAt(position, length));
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  private readAt(position: number, length: number): Buffer {
+    const out = Buffer.allocUnsafeSlow(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fd!, out, done, length - done, position + done);
+      if (n === 0) throw new DataError(`${this.path}: ended after ${position + done} bytes (truncated?)`);
+      done += n;
+    }
+    return out;
+  }
+
+  /** One tensor's dtype, shape and bytes (a fresh buffer). */
+  entry(name: string): SafetensorsEntry {
+    const at = this.header.tensors.get(name);
+    if (!at) throw new DataError(`${this.path}: no tensor '${name}'`);
+    return { dtype: at.dtype, shape: at.shape, bytes: this.readAt(at.offset, at.length) };
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** Reads and checks a whole .safetensors file; a DataError names the file and the offending entry. */
+export function readSafetensors(path: string): SafetensorsFile {
+  const buffer = readFileSync(path);
+  const { tensors, metadata } = checkedHeader(path, buffer.length, (position, length) => buffer.subarray(position, position + length));
+  const entries = new Map<string, SafetensorsEntry>();
+  for (const [name, at] of tensors) entries.set(name, { dtype: at.dtype, shape: at.shape, bytes: new Uint8Array(buffer.buffer, buffer.byteOffset + at.offset, at.length) });
+  return { tensors: entries, metadata };
 }
 
 /** A CPU tensor holding a copy of an entry's bytes. */
 export function entryToTensor(entry: SafetensorsEntry): Tensor {
-  // Copy into an aligned buffer: entries may start at any byte offset.
-  const aligned = entry.bytes.slice().buffer;
+  // Typed views need aligned bytes: entries inside a whole-file buffer may start at any offset (then
+  // they are copied once more); a reader's fresh buffers are used as they are.
+  const { bytes } = entry;
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  const aligned = whole ? bytes.buffer : bytes.slice().buffer;
   const view = {
     float32: () => new Float32Array(aligned), float64: () => new Float64Array(aligned), float16: () => new Uint16Array(aligned),
     bfloat16: () => new Uint16Array(aligned), int32: () => new Int32Array(aligned), int64: () => new BigInt64Array(aligned),

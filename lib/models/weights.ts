@@ -1,86 +1,114 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataError } from '../errors';
 import { noGrad } from '../grad-mode';
+import { DTYPE_BYTES } from '../dtypes';
 import type { DType } from '../native/binding';
 import type { Tensor } from '../tensor';
-import { entryToTensor, readSafetensors, writeSafetensors } from './safetensors';
+import { entryToTensor, SafetensorsReader, writeSafetensors } from './safetensors';
 import type { ScriptModule } from './script-module';
 import { writeFileAtomic } from '../atomic-file';
 import { scope } from '../scope';
+import { INDEX_FILE, parseShardSize, planShards, shardName, SINGLE_FILE, weightFiles } from './weight-files';
+
+/** Buffers HF keeps in checkpoints that the built-in architectures compute instead. */
+const IGNORED = /(^|\.)rotary_emb\.inv_freq$/;
 
 /**
- * Copies a safetensors file into a module's parameters (and buffers), strictly: every tensor in
- * the file must name a parameter (or one of its tied aliases) with the same shape, and every
- * parameter must be covered. A mismatch is a DataError listing the whole diff.
+ * Copies safetensors weights into a module's parameters (and buffers), strictly: every tensor must
+ * name a parameter (or one of its tied aliases) with the same shape, and every parameter must be
+ * covered; a mismatch is a DataError listing the whole diff. `path` is a file, or a model folder
+ * (one model.safetensors, or shards with model.safetensors.index.json). Lean: one tensor's bytes are
+ * in host memory at a time, read with positioned reads and converted on the way to the parameter.
  */
-export function loadSafetensorsInto(module: ScriptModule, file: string): Promise<void> {
+export function loadSafetensorsInto(module: ScriptModule, path: string): Promise<void> {
   // Parameter handles and converted copies live only for this load.
-  return scope(() => loadInto(module, file));
+  return scope(() => loadInto(module, path));
 }
 
-async function loadInto(module: ScriptModule, file: string): Promise<void> {
-  const { tensors } = readSafetensors(file);
-  const targets = new Map<string, Tensor>();
-  const canonical = new Map<string, string>();
-  for (const p of [...(await module.namedParameters()), ...(await module.namedBuffers())]) {
-    for (const name of [p.name, ...p.aliases]) {
-      targets.set(name, p.tensor);
-      canonical.set(name, p.name);
+async function loadInto(module: ScriptModule, path: string): Promise<void> {
+  const readers: SafetensorsReader[] = [];
+  try {
+    for (const file of existsSync(path) && statSync(path).isDirectory() ? weightFiles(path) : [path]) readers.push(new SafetensorsReader(file));
+    const targets = new Map<string, Tensor>();
+    const canonical = new Map<string, string>();
+    for (const p of [...(await module.namedParameters()), ...(await module.namedBuffers())]) {
+      for (const name of [p.name, ...p.aliases]) {
+        targets.set(name, p.tensor);
+        canonical.set(name, p.name);
+      }
     }
-  }
-  const unexpected: string[] = [];
-  const wrongShape: string[] = [];
-  const covered = new Set<string>();
-  for (const [name, entry] of tensors) {
-    const target = targets.get(name);
-    if (!target) unexpected.push(name);
-    else if (target.shape.join(',') !== entry.shape.join(',')) wrongShape.push(`${name}: file [${entry.shape}] vs model [${target.shape}]`);
-    else covered.add(canonical.get(name)!);
-  }
-  const parameters = (await module.namedParameters()).map((p) => p.name);
-  const missing = parameters.filter((name) => !covered.has(name));
-  if (unexpected.length || wrongShape.length || missing.length) {
-    const parts = [
-      missing.length ? `missing from the file: ${missing.join(', ')}` : '',
-      unexpected.length ? `not in the model: ${unexpected.join(', ')}` : '',
-      wrongShape.length ? `shape mismatch: ${wrongShape.join('; ')}` : '',
-    ].filter(Boolean);
-    throw new DataError(`${file} does not fit the model:\n  ${parts.join('\n  ')}`);
-  }
-  await noGrad(async () => {
-    for (const [name, entry] of tensors) {
-      const source = entryToTensor(entry);
-      const target = targets.get(name)!;
-      const converted = await source.to({ device: target.device, dtype: target.dtype });
-      await target.copy_(converted);
-      source.dispose();
-      converted.dispose();
+    const unexpected: string[] = [];
+    const wrongShape: string[] = [];
+    const covered = new Set<string>();
+    for (const reader of readers) {
+      for (const [name, at] of reader.header.tensors) {
+        const target = targets.get(name);
+        if (!target) {
+          if (!IGNORED.test(name)) unexpected.push(name);
+        } else if (target.shape.join(',') !== at.shape.join(',')) wrongShape.push(`${name}: file [${at.shape}] vs model [${target.shape}]`);
+        else covered.add(canonical.get(name)!);
+      }
     }
-  });
+    const missing = (await module.namedParameters()).map((p) => p.name).filter((name) => !covered.has(name));
+    if (unexpected.length || wrongShape.length || missing.length) {
+      const parts = [
+        missing.length ? `missing from the file: ${missing.join(', ')}` : '',
+        unexpected.length ? `not in the model: ${unexpected.join(', ')}` : '',
+        wrongShape.length ? `shape mismatch: ${wrongShape.join('; ')}` : '',
+      ].filter(Boolean);
+      throw new DataError(`${path} does not fit the model:\n  ${parts.join('\n  ')}`);
+    }
+    await noGrad(async () => {
+      for (const reader of readers) {
+        for (const name of reader.header.tensors.keys()) {
+          const target = targets.get(name);
+          if (!target) continue;
+          // One tensor at a time: its bytes, a CPU tensor of them, the converted copy; all freed here.
+          await scope(async () => target.copy_(await entryToTensor(reader.entry(name)).to({ device: target.device, dtype: target.dtype })));
+        }
+      }
+    });
+  } finally {
+    for (const reader of readers) reader.close();
+  }
 }
 
 /**
- * Writes HF-style weights: `model.safetensors` (HF names, tied weights once, in `dtype`) and
- * `config.json`, into `dir` (created if needed). Each file is written atomically.
+ * Writes HF-style weights into `dir` (created if needed): HF names, tied weights once, in `dtype`;
+ * one `model.safetensors`, or shards of at most `maxShardSize` (HF's default "5GB") with
+ * `model.safetensors.index.json`; and `config.json`. Each file is written atomically; weight files of
+ * an earlier export in the other layout are removed.
  */
-export function exportSafetensors(module: ScriptModule, dir: string, config: object, dtype?: DType): Promise<void> {
-  return scope(() => exportInto(module, dir, config, dtype));
+export function exportSafetensors(module: ScriptModule, dir: string, config: object, dtype?: DType, maxShardSize: string | number = '5GB'): Promise<void> {
+  return scope(() => exportInto(module, dir, config, dtype, parseShardSize(maxShardSize)));
 }
 
-async function exportInto(module: ScriptModule, dir: string, config: object, dtype?: DType): Promise<void> {
+async function exportInto(module: ScriptModule, dir: string, config: object, dtype: DType | undefined, maxBytes: number): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const tensors = new Map<string, Tensor>();
-  const owned: Tensor[] = [];
-  for (const p of await module.namedParameters()) {
-    const value = dtype && dtype !== p.tensor.dtype ? await noGrad(() => p.tensor.to(dtype)) : p.tensor.detach();
-    owned.push(value);
-    tensors.set(p.name, value);
+  const parameters = await module.namedParameters();
+  const sizes = parameters.map((p) => p.tensor.numel * DTYPE_BYTES[dtype ?? p.tensor.dtype]);
+  const shards = planShards(sizes, maxBytes);
+  const names = shards.length === 1 ? [SINGLE_FILE] : shards.map((_, k) => shardName(k + 1, shards.length));
+  const weightMap: Record<string, string> = {};
+  for (const [k, shard] of shards.entries()) {
+    // A shard's tensors (converted when a dtype is asked for) exist only while it is written.
+    await scope(async () => {
+      const tensors = new Map<string, Tensor>();
+      for (const i of shard) {
+        const p = parameters[i];
+        tensors.set(p.name, dtype && dtype !== p.tensor.dtype ? await noGrad(() => p.tensor.to(dtype)) : await p.tensor.detach());
+        weightMap[p.name] = names[k];
+      }
+      await writeSafetensors(join(dir, names[k]), tensors, { format: 'pt' });
+    });
   }
-  try {
-    await writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  } finally {
-    for (const t of owned) t.dispose();
+  if (shards.length > 1) {
+    const index = { metadata: { total_size: sizes.reduce((a, b) => a + b, 0) }, weight_map: weightMap };
+    writeFileAtomic(join(dir, INDEX_FILE), `${JSON.stringify(index, null, 2)}\n`);
   }
+  // Weight files of an earlier export that this one does not list would mislead a reader.
+  const stale = readdirSync(dir).filter((f) => (f === SINGLE_FILE || f === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)) && !names.includes(f));
+  for (const f of stale) if (!(f === INDEX_FILE && shards.length > 1)) rmSync(join(dir, f), { force: true });
   writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...config, ...(dtype ? { torch_dtype: dtype } : {}) }, null, 2)}\n`);
 }

@@ -7,7 +7,6 @@ import { fileAction, fileActionAsync } from '../file-errors';
 import { entryToTensor, readSafetensors, writeSafetensors } from '../models/safetensors';
 import { cudaDeviceCount, rngStates, setRngStates } from '../runtime';
 import type { Tensor } from '../tensor';
-import { optimizerFile } from '../optim/checkpoint-files';
 import { isProcessAlive } from './process-liveness';
 
 /**

@@ -74,7 +74,7 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
   if (state.optimizerSharding !== run.optimizer.statePerRank) {
     throw new ConfigError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`);
   }
-  await run.policy.loadSafetensors(join(path, 'model.safetensors'));
+  await run.policy.loadSafetensors(path); // the checkpoint folder: one file, or shards with their index
   const file = run.optimizer.stateFile(rank);
   const tensors = readOptimizerState(path, file);
   try {

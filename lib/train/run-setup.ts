@@ -7,6 +7,7 @@ import { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { bucketBytesOf } from '../distributed/buckets';
 import { DataParallel } from '../distributed/data-parallel';
+import { ConfigError } from '../errors';
 import { faultPoint } from '../fault-point';
 import { noGrad } from '../grad-mode';
 import { dpoLossConfigOf, type DpoLossConfig } from '../loss/dpo-config';
@@ -48,6 +49,25 @@ export interface LoadOptions {
   /** false: output_dir is only read (eval, export, precompute-ref), so it is neither locked nor tidied. */
   writesOutput?: boolean;
   notice?: (message: string) => void;
+}
+
+/**
+ * A sequence longer than the model's positions (n_positions, max_position_embeddings) would fail deep
+ * inside a forward ("index out of range"): refused before any compute, with the lengths and the fix.
+ */
+function checkPositions(policy: CausalLM, c: TrainerConfig, pairs: TokenizedPair[]): void {
+  const positions = Number(policy.config.n_positions ?? policy.config.max_position_embeddings);
+  if (!Number.isFinite(positions)) return;
+  let longest = 0;
+  let over = 0;
+  for (const p of pairs) {
+    const length = Math.max(p.chosen.ids.length, p.rejected.ids.length);
+    longest = Math.max(longest, length);
+    if (length > positions) over += 1;
+  }
+  if (over > 0) {
+    throw new ConfigError(`max_length ${c.max_length ?? 'null (no limit)'} lets ${over} pair(s) exceed the model's ${positions} positions (longest ${longest} tokens): set max_length: ${positions} or less`);
+  }
 }
 
 /**
@@ -95,6 +115,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     const dataOptions = dataOptionsOf(c);
     const train = await loadPreferenceData(c.train_dataset, tokenizer, dataOptions);
     const evaluation = c.eval_dataset ? await loadPreferenceData(c.eval_dataset, tokenizer, dataOptions) : null;
+    checkPositions(policy, c, [...train.pairs, ...(evaluation?.pairs ?? [])]);
     stopIfAsked();
     let reference: Reference = referenceModel ? { kind: 'model', model: referenceModel } : { kind: 'none' };
     if (c.precompute_ref_log_probs && referenceModel) {
