@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { packageRoot } from '../native/package-root';
+import { packageVersion } from '../native/package-root';
 import { runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { runConfig } from './config-command';
 import { runDemo } from './demo';
@@ -30,7 +28,7 @@ const withConfig = (command: Command) => command
 export function buildProgram(run: (code: Promise<number> | number) => void): Command {
   const program = new Command('torch-dpo')
     .description('Direct Preference Optimization on libtorch: TRL-compatible configs, fused DPO ops, data parallel')
-    .version(JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version, '-V, --version', 'print the torch-dpo version')
+    .version(packageVersion(), '-V, --version', 'print the torch-dpo version')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: () => {} }); // usage errors are printed once, on one line, by main()

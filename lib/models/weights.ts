@@ -108,7 +108,8 @@ async function exportInto(module: ScriptModule, dir: string, config: object, dty
     writeFileAtomic(join(dir, INDEX_FILE), `${JSON.stringify(index, null, 2)}\n`);
   }
   // Weight files of an earlier export that this one does not list would mislead a reader.
-  const stale = readdirSync(dir).filter((f) => (f === SINGLE_FILE || f === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)) && !names.includes(f));
-  for (const f of stale) if (!(f === INDEX_FILE && shards.length > 1)) rmSync(join(dir, f), { force: true });
+  const written = new Set(shards.length > 1 ? [...names, INDEX_FILE] : names);
+  const weightFile = (f: string) => f === SINGLE_FILE || f === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(f);
+  for (const f of readdirSync(dir)) if (weightFile(f) && !written.has(f)) rmSync(join(dir, f), { force: true });
   writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...config, ...(dtype ? { torch_dtype: dtype } : {}) }, null, 2)}\n`);
 }

@@ -4,6 +4,11 @@ import { AddonLoadError } from '../errors';
 
 let cached: string | undefined;
 
+/** This package's version (from its package.json). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** The torch-dpo package folder, found upwards from this file (works from lib/ and from dist/). */
 export function packageRoot(): string {
   if (cached) return cached;

@@ -107,9 +107,11 @@ export function pairLoss(
     const result = await dpoLoss(inputs, loss, { allowNonFinite: true });
 
     // Metrics of the spec beyond the loss's own: token-weighted over chosen/rejected completions.
-    // Chosen/rejected sums of each per-sequence metric, read back by name in one transfer (one device sync).
-    const perSide: Record<string, Tensor> = { tokens: await pol.counts.to(pol.meanLogitSum!.dtype), meanLogit: pol.meanLogitSum!, entropy: pol.entropySum!, argmaxHits: pol.argmaxHits! };
-    const sums: Record<string, Tensor> = {};
+    // Chosen/rejected sums of each per-sequence metric and the loss, read back by name in one transfer
+    // (one device sync).
+    const dtype = pol.meanLogitSum!.dtype;
+    const perSide: Record<string, Tensor> = { tokens: await pol.counts.to(dtype), meanLogit: pol.meanLogitSum!, entropy: pol.entropySum!, argmaxHits: pol.argmaxHits! };
+    const sums: Record<string, Tensor> = { loss: await result.loss.detach().to(dtype) };
     for (const [name, t] of Object.entries(perSide)) {
       const [chosen, rejected] = await halves(t, B);
       [sums[`${name}/chosen`], sums[`${name}/rejected`]] = [await chosen.sum(), await rejected.sum()];
@@ -120,7 +122,7 @@ export function pairLoss(
       result: result.loss,
       pairs: B,
       tokens: batch.lengths.reduce((a, b) => a + b, 0),
-      loss: (await result.loss.item()) as number,
+      loss: s.loss,
       metrics: {
         ...result.metrics,
         'logits/chosen': s['meanLogit/chosen'] / Math.max(tokC, 1),

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import type { DataReport } from '../data/preference-data';
@@ -7,7 +7,7 @@ import type { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import type { CausalLM } from '../models/causal-lm';
-import { packageRoot } from '../native/package-root';
+import { packageVersion } from '../native/package-root';
 import { emptyCache, version } from '../runtime';
 import { letPendingSignalsIn } from '../event-loop-turns';
 import { writeHtmlReport } from '../report/html-report';
@@ -57,7 +57,7 @@ export class DPOTrainer extends EventEmitter {
   /** Inside an optimizer step (a stop then saves the step being finished). */
   private stepping = false;
   private trainingStarted = false;
-  private resumed: { path: string; step: number } | null = null;
+  private resumedPath: string | null = null;
 
   private constructor(private readonly run: RunParts, notices: string[]) {
     super();
@@ -101,7 +101,7 @@ export class DPOTrainer extends EventEmitter {
     this.tokensSeen = progress.tokensSeen;
     this.nonfiniteSteps = progress.nonfiniteSteps;
     this.log.logHistory = progress.logHistory;
-    this.resumed = { path, step: progress.step };
+    this.resumedPath = path;
   }
 
   get rank(): number { return this.run.parallel?.rank ?? 0; }
@@ -110,7 +110,7 @@ export class DPOTrainer extends EventEmitter {
   get isMain(): boolean { return this.rank === 0; }
   get history(): LogRecord[] { return this.log.history; }
   /** The checkpoint this trainer resumed from, with its step; null for a fresh run. */
-  get resumedFrom(): { path: string; step: number } | null { return this.resumed; }
+  get resumedFrom(): { path: string; step: number } | null { return this.resumedPath ? { path: this.resumedPath, step: this.startStep } : null; }
   /** Optimizer steps per epoch and in the whole run. */
   get plan(): { stepsPerEpoch: number; totalSteps: number } {
     return { stepsPerEpoch: this.run.schedule.stepsPerEpoch, totalSteps: this.run.schedule.totalSteps };
@@ -301,7 +301,7 @@ export class DPOTrainer extends EventEmitter {
 
   private async startRunInfo(): Promise<RunInfoFile> {
     const v = version();
-    const { version: torchDpo } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    const torchDpo = packageVersion();
     const data = { train: this.dataReport, eval: this.evalDataReport };
     return new RunInfoFile(this.config.output_dir, {
       run_name: this.config.run_name ?? null, versions: { 'torch-dpo': torchDpo, torch: v.torch, node: process.version },
