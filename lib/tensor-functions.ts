@@ -7,6 +7,8 @@ export interface CreationOptions {
 }
 
 export const zeros = (shape: number[], options: CreationOptions = {}) => runOp('zeros', [], { shape, ...options });
+/** Uninitialised memory (its pages are touched only when written): for tensors about to be filled. */
+export const empty = (shape: number[], options: CreationOptions = {}) => runOp('empty', [], { shape, ...options });
 export const ones = (shape: number[], options: CreationOptions = {}) => runOp('ones', [], { shape, ...options });
 export const full = (shape: number[], value: number, options: CreationOptions = {}) =>
   runOp('full', [], { shape, value, ...options });

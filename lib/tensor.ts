@@ -180,6 +180,8 @@ export class Tensor {
     return typeof other === 'number' ? this.inPlace('mul_', [], { scalar: other }) : this.inPlace('mul_', [other]);
   }
   async zero_(): Promise<this> { return this.inPlace('zero_', []); }
+  /** Fills this contiguous CPU tensor with its byte size of `path` from `offset` (positioned reads, on the worker). */
+  async readFile_(path: string, offset: number): Promise<this> { return this.inPlace('read_file_', [], { path, offset }); }
 
   // Shape.
   reshape(shape: number[]) { return runOp('reshape', [this], { shape }); }

@@ -3,6 +3,11 @@
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <unordered_map>
@@ -36,6 +41,29 @@ at::TensorOptions CreationOptions(const OpAttrs& a, c10::ScalarType fallback) {
            return in.size() == 2 ? at::fn(in[0], in[1]) : at::fn(in[0], a.ScalarValue("scalar")); \
          }}
 #define TORCH_DPO_UNARY(fn) OpSpec{1, 1, [](const Inputs& in, const OpAttrs&) { return at::fn(in[0]); }}
+
+// Fills a CPU contiguous tensor with `nbytes` of file `path` from `offset` (positioned reads): a
+// checkpoint tensor lands in its parameter, or one staging tensor, without a host copy in between.
+at::Tensor ReadFileInto(const at::Tensor& target, const std::string& path, int64_t offset) {
+  if (!target.device().is_cpu() || !target.is_contiguous()) throw std::invalid_argument("read_file_: the target must be a contiguous CPU tensor");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(path + ": " + std::strerror(errno));
+  auto* out = static_cast<char*>(target.data_ptr());
+  const size_t length = target.nbytes();
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = ::pread(fd, out + done, length - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string why = n < 0 ? std::strerror(errno) : "ended early (truncated?)";
+      ::close(fd);
+      throw std::runtime_error(path + ": reading " + std::to_string(length) + " bytes at " + std::to_string(offset) + ": " + why);
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return target;
+}
 
 // Reductions over `dim` (all dims when absent), with `keepdim`.
 template <typename DimFn, typename AllFn>
@@ -147,8 +175,10 @@ const std::unordered_map<std::string, OpSpec>& OpTable() {
          return in.size() == 2 ? in[0].mul_(in[1]) : in[0].mul_(a.ScalarValue("scalar"));
        }}},
       {"zero_", {1, 1, [](const Inputs& in, const OpAttrs&) { return in[0].zero_(); }}},
+      {"read_file_", {1, 1, [](const Inputs& in, const OpAttrs& a) { return ReadFileInto(in[0], a.String("path"), a.Int("offset")); }}},
       // creation (no inputs; `device` and `dtype` attributes)
       {"zeros", {0, 0, [](const Inputs&, const OpAttrs& a) { return at::zeros(a.IntList("shape"), CreationOptions(a, at::kFloat)); }}},
+      {"empty", {0, 0, [](const Inputs&, const OpAttrs& a) { return at::empty(a.IntList("shape"), CreationOptions(a, at::kFloat)); }}},
       {"ones", {0, 0, [](const Inputs&, const OpAttrs& a) { return at::ones(a.IntList("shape"), CreationOptions(a, at::kFloat)); }}},
       {"full", {0, 0, [](const Inputs&, const OpAttrs& a) {
          return at::full(a.IntList("shape"), a.ScalarValue("value"), CreationOptions(a, at::kFloat));

@@ -2,7 +2,9 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataError, NativeError, Tensor, noGrad, sequenceLogps } from '../lib';
-import { CausalLM, bakedDevices, createModel, loadModel } from '../lib/models/causal-lm';
+import { CausalLM, createModel } from '../lib/models/causal-lm';
+import { loadModel } from '../lib/models/load-model';
+import { bakedDevices } from '../lib/models/traced-graph';
 import { readSafetensors } from '../lib/models/safetensors';
 import { ScriptModule } from '../lib/models/script-module';
 import { float32Values as values, maxDiff, modelFixture } from './support/fixture-model';

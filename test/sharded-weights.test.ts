@@ -2,7 +2,8 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renam
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DataError, Tensor, noGrad } from '../lib';
-import { createModel, loadModel } from '../lib/models/causal-lm';
+import { createModel } from '../lib/models/causal-lm';
+import { loadModel } from '../lib/models/load-model';
 import { entryToTensor, readSafetensors, SafetensorsReader, writeSafetensors } from '../lib/models/safetensors';
 import { parseShardSize, planShards, weightFiles } from '../lib/models/weight-files';
 import { DPOTrainer } from '../lib/train/trainer';

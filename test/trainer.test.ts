@@ -107,7 +107,8 @@ describe('DPOTrainer', () => {
     const dir = dataset(16);
     await run(config(dir, { max_steps: 5, save_steps: 2, save_total_limit: 2, per_device_train_batch_size: 2 }));
     expect(readdirSync(join(dir, 'out')).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual(['checkpoint-4', 'checkpoint-5']);
-    expect(readdirSync(join(dir, 'out', 'checkpoint-5')).sort()).toEqual(['config.json', 'manifest.json', 'model.safetensors', 'optimizer.safetensors', 'torch_dpo_state.json', 'trainer_state.json']);
+    // A checkpoint is a model folder too (HF's Trainer also saves the tokenizer into each).
+    expect(readdirSync(join(dir, 'out', 'checkpoint-5')).sort()).toEqual(['config.json', 'manifest.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'torch_dpo_state.json', 'trainer_state.json']);
     expect(readdirSync(join(dir, 'out')).some((n) => n.includes('partial'))).toBe(false);
   });
 

@@ -1,16 +1,13 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { ConfigError, DataError } from '../errors';
-import { noGrad } from '../grad-mode';
 import { scope } from '../scope';
 import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
 import { arange } from '../tensor-functions';
-import { createGpt2 } from './gpt2';
-import { createLlama } from './llama';
+import { ARCHITECTURE_NAMES, ARCHITECTURES } from './architectures';
 import { ScriptModule, type ModuleValue } from './script-module';
 import { exportSafetensors, loadSafetensorsInto } from './weights';
-import { hasSafetensorsWeights, weightFiles } from './weight-files';
+import { copyCompanionFiles } from './weight-files';
 import { disposeSymbol } from '../dispose-symbols';
 
 export interface ModelInfo {
@@ -23,6 +20,8 @@ export interface ModelInfo {
   forwardArgs: string[];
   hasForwardHidden: boolean;
   warnings: string[];
+  /** The longest sequence it takes (n_positions, max_position_embeddings; unbounded for dynamic rope). */
+  maxPositions: number;
 }
 
 /** A causal language model: forward(input_ids, attention_mask) → logits [N,T,V]. */
@@ -59,9 +58,15 @@ export class CausalLM {
   save(path: string) { return this.module.save(path); }
   /** Weights from a safetensors file or an HF model folder (single file or shards), strictly. */
   loadSafetensors(path: string) { return loadSafetensorsInto(this.module, path); }
-  /** HF layout into `dir`: model.safetensors, or shards of at most maxShardSize (default "5GB") with the index; config.json. */
-  exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number } = {}) {
-    return exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize);
+  /**
+   * HF layout into `dir`: model.safetensors, or shards of at most maxShardSize (default "5GB") with the
+   * index; config.json (with the dtype written); generation_config.json and the tokenizer files of
+   * the folder the model came from.
+   */
+  async exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number } = {}): Promise<void> {
+    await exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize);
+    const source = this.info.path && (this.info.source === 'torchscript' ? dirname(this.info.path) : this.info.path);
+    if (source) copyCompanionFiles(source, dir);
   }
 
   /** An independent frozen copy in eval mode: the DPO reference model. */
@@ -94,117 +99,19 @@ function logitsOf(out: ModuleValue): Tensor {
   throw new DataError('the model returned neither logits, a tuple starting with logits, nor a dict with "logits"');
 }
 
-/** Device types a traced graph hard-codes (e.g. torch.arange(..., device=cpu) recorded as a constant). */
-export function bakedDevices(graph: string): string[] {
-  const found = new Set<string>();
-  for (const m of graph.matchAll(/Device = prim::Constant\[value="([a-z]+)/g)) found.add(m[1]);
-  return [...found];
-}
-
-function readJson(file: string): Record<string, unknown> {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw new DataError(`${file}: ${(err as Error).message}`);
+/**
+ * A built-in model (see ARCHITECTURES) with HF's initialiser; `init: false` (a checkpoint is about to
+ * be loaded) leaves the weights uninitialised, allocated in `dtype` (default float32).
+ */
+export async function createModel(architecture: string, config: Record<string, unknown> = {}, options: { init?: boolean; dtype?: DType; device?: string } = {}): Promise<CausalLM> {
+  const built = ARCHITECTURES[architecture as keyof typeof ARCHITECTURES];
+  if (!built) {
+    throw new ConfigError(`model_type '${architecture}' is not a built-in architecture (built in: ${ARCHITECTURE_NAMES.join(', ')}); for another one, export it to TorchScript (torch.jit.trace) as model.pt in the model folder`);
   }
-}
-
-/** Tokens the tokenizer can emit: its model vocabulary plus added tokens beyond it. */
-export function tokenizerVocabSize(file: string): number {
-  const tokenizer = readJson(file) as { model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] };
-  const vocab = tokenizer.model?.vocab;
-  if (!vocab) throw new DataError(`${file}: no model.vocab: not a Hugging Face tokenizer.json`);
-  const ids = Array.isArray(vocab) ? vocab.map((_, i) => i) : Object.values(vocab);
-  for (const t of tokenizer.added_tokens ?? []) ids.push(t.id);
-  return Math.max(...ids) + 1;
-}
-
-const ARCHITECTURES: Record<string, (config: unknown) => Promise<{ module: ScriptModule; config: object }>> = {
-  gpt2: createGpt2,
-  llama: createLlama,
-};
-
-/** A fresh built-in model ('gpt2' or 'llama') with HF's initialiser. */
-export async function createModel(architecture: string, config: Record<string, unknown> = {}): Promise<CausalLM> {
-  const build = ARCHITECTURES[architecture];
-  if (!build) throw new ConfigError(`unknown architecture '${architecture}' (built in: ${Object.keys(ARCHITECTURES).join(', ')})`);
-  const { module, config: full } = await build(config);
+  const { module, config: full } = await built.create(config, { init: options.init ?? true, dtype: options.dtype, device: options.device });
   const info: ModelInfo = {
     source: 'builtin', architecture, vocabSize: Number((full as { vocab_size: number }).vocab_size),
-    forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [],
+    forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [], maxPositions: built.maxPositions(full),
   };
   return new CausalLM(module, { model_type: architecture, ...full }, info);
-}
-
-/**
- * Loads a model folder in HF layout (config.json, tokenizer.json, tokenizer_config.json, and
- * model.pt and/or model.safetensors) or a single TorchScript file. TorchScript is preferred; a
- * folder with only safetensors builds the matching built-in architecture.
- */
-export async function loadModel(path: string, options: { device?: string; dtype?: DType } = {}): Promise<CausalLM> {
-  if (!existsSync(path)) throw new DataError(`${path}: no such file or folder`);
-  const isDir = statSync(path).isDirectory();
-  const dir = isDir ? path : dirname(path);
-  const configFile = join(dir, 'config.json');
-  const config = existsSync(configFile) ? readJson(configFile) : {};
-  if (isDir && !existsSync(configFile)) throw new DataError(`${dir}: config.json is missing`);
-  const tokenizerFile = join(dir, 'tokenizer.json');
-  if (isDir && !existsSync(tokenizerFile)) throw new DataError(`${dir}: tokenizer.json is missing (the model folder needs its tokenizer)`);
-  const warnings: string[] = [];
-
-  let model: CausalLM;
-  const scriptFile = isDir ? join(dir, 'model.pt') : path;
-  if (existsSync(scriptFile)) {
-    const module = await ScriptModule.load(scriptFile, { device: options.device });
-    const described = await module.describe();
-    const forward = described.methods.find((m) => m.name === 'forward');
-    if (!forward) throw new DataError(`${scriptFile}: the TorchScript module has no forward method`);
-    const baked = bakedDevices(forward.graph);
-    const wanted = (options.device ?? 'cpu').split(':')[0];
-    if (baked.some((d) => d !== wanted)) {
-      warnings.push(`${scriptFile} was traced with device constants on ${baked.join(', ')} but is loaded on ${options.device ?? 'cpu'}: parts of the graph may run on the wrong device; trace it on ${wanted}`);
-    }
-    if (!described.training) warnings.push(`${scriptFile} was saved in eval mode: a traced graph keeps that mode, so dropout stays off while training`);
-    const info: ModelInfo = {
-      source: 'torchscript', path: scriptFile, architecture: String((config.architectures as string[] | undefined)?.[0] ?? described.type),
-      vocabSize: Number(config.vocab_size ?? 0), forwardArgs: forward.args,
-      hasForwardHidden: described.methods.some((m) => m.name === 'forward_hidden'), warnings,
-    };
-    if (forward.args.length < 1 || forward.args.length > 3) {
-      throw new DataError(`${scriptFile}: forward(${forward.args.join(', ')}) is not (input_ids[, attention_mask[, position_ids]])`);
-    }
-    model = new CausalLM(module, config, info);
-  } else {
-    if (!hasSafetensorsWeights(dir)) weightFiles(dir); // throws: says what is there instead (pickles, nothing)
-    model = await createModel(String(config.model_type ?? ''), config);
-    await model.loadSafetensors(dir);
-    Object.assign(model.info, { path: dir });
-    if (options.device && options.device !== 'cpu') await model.to({ device: options.device });
-  }
-  if (options.dtype) await model.to({ dtype: options.dtype });
-  await checkVocabulary(model, isDir ? tokenizerFile : undefined);
-  return model;
-}
-
-/** Probes one forward pass: logits must be [1,2,vocab_size], and the tokenizer must fit inside. */
-function checkVocabulary(model: CausalLM, tokenizerFile?: string): Promise<void> {
-  // The probe's inputs and logits end with it.
-  return scope(() => probeVocabulary(model, tokenizerFile));
-}
-
-async function probeVocabulary(model: CausalLM, tokenizerFile?: string): Promise<void> {
-  const device = model.module.device;
-  const ids = await Tensor.from([[0, 0]], { dtype: 'int64' }).to(device);
-  const mask = await Tensor.from([[1, 1]], { dtype: 'int64' }).to(device);
-  const logits = await noGrad(() => model.forward(ids, mask));
-  const vocab = logits.shape[logits.shape.length - 1];
-  const where = model.info.path ?? model.info.architecture;
-  if (model.info.vocabSize && vocab !== model.info.vocabSize) {
-    throw new DataError(`${where}: the model's logits have ${vocab} entries but config.json says vocab_size ${model.info.vocabSize}`);
-  }
-  model.info.vocabSize = vocab;
-  if (tokenizerFile) {
-    const tokens = tokenizerVocabSize(tokenizerFile);
-    if (tokens > vocab) throw new DataError(`${tokenizerFile}: the tokenizer has ${tokens} tokens but the model's vocabulary is ${vocab}`);
-  }
 }

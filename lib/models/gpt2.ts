@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { ones, zeros } from '../tensor-functions';
-import { ATTENTION_MASK_SOURCE, leafModule, normalInit, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
+import type { Architecture } from './architecture';
+import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, type AttentionImplementation } from './attention';
+import { initialWeight, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
+import type { DType } from '../native/binding';
 import { ScriptModule } from './script-module';
 
 /** HF GPT2Config fields the architecture reads (HF names and defaults). */
@@ -18,6 +21,7 @@ export const gpt2ConfigSchema = z
     attn_pdrop: z.number().min(0).max(1).default(0.1),
     initializer_range: z.number().positive().default(0.02),
     activation_function: z.literal('gelu_new').default('gelu_new'),
+    attn_implementation: z.enum(ATTENTION_IMPLEMENTATIONS).nullable().default(null),
   })
   .passthrough()
   .superRefine((c, ctx) => {
@@ -35,7 +39,7 @@ const CONV1D = `
 def forward(self, x):
     return torch.matmul(x, self.weight) + self.bias
 `;
-const ATTENTION = `
+const attentionSource = (implementation: AttentionImplementation | null) => `
 def forward(self, x, mask):
     B = x.size(0)
     T = x.size(1)
@@ -46,13 +50,9 @@ def forward(self, x, mask):
     q = qkv.narrow(2, 0, E).view([B, T, H, D]).transpose(1, 2)
     k = qkv.narrow(2, E, E).view([B, T, H, D]).transpose(1, 2)
     v = qkv.narrow(2, 2 * E, E).view([B, T, H, D]).transpose(1, 2)
-    att = torch.matmul(q, k.transpose(2, 3)) * self.scale
-    att = att.masked_fill(mask, self.mask_value)
-    att = torch.softmax(att, -1)
-    att = torch.dropout(att, self.attn_pdrop, self.training)
-    y = torch.matmul(att, v).transpose(1, 2).contiguous().view([B, T, E])
+    y = self.attend(q, k, v, mask, self.attn_pdrop).transpose(1, 2).reshape([B, T, E])
     return torch.dropout(self.c_proj.forward(y), self.resid_pdrop, self.training)
-`;
+` + attendSource(attentionKernel(implementation));
 const MLP = `
 def forward(self, x):
     h = torch.gelu(self.c_fc.forward(x), approximate="tanh")
@@ -73,7 +73,7 @@ def forward(self, input_ids, attention_mask):
     positions = torch.arange(T, device=input_ids.device).unsqueeze(0)
     x = self.wte.forward(input_ids) + self.wpe.forward(positions)
     x = torch.dropout(x, self.embd_pdrop, self.training)
-    x = self.h.forward(x, self.attention_mask(attention_mask, T))
+    x = self.h.forward(x, self.attention_mask(attention_mask, T, 0))
     return self.ln_f.forward(x)
 ` + ATTENTION_MASK_SOURCE;
 const LM_HEAD = `
@@ -93,23 +93,25 @@ def forward(self, input_ids, attention_mask):
  * from TorchScript source. forward(input_ids, attention_mask) → logits; forward_hidden → last hidden
  * states (for the fused-linear loss with lm_head.weight).
  */
-export async function createGpt2(input: unknown): Promise<{ module: ScriptModule; config: Gpt2Config }> {
+async function createGpt2(input: unknown, options: { init: boolean; dtype?: DType; device?: string }): Promise<{ module: ScriptModule; config: Gpt2Config }> {
   const c = parseArchitectureConfig(gpt2ConfigSchema, input, 'gpt2');
+  const creation = { dtype: options.dtype, device: options.device };
+  const weight = (shape: number[], s: number) => initialWeight(shape, s, options.init, creation);
   const E = c.n_embd, inner = c.n_inner ?? 4 * E, std = c.initializer_range;
   // HF's init: N(0, 0.02) weights, zero biases, unit LayerNorm; residual projections scaled by 1/√(2·n_layer).
   const projStd = std / Math.sqrt(2 * c.n_layer);
-  const layerNorm = (name: string, dim: number) => leafModule(name, { weight: ones([dim]), bias: zeros([dim]) }, LAYER_NORM, { eps: c.layer_norm_epsilon });
-  const conv1d = (name: string, nIn: number, nOut: number, s = std) => leafModule(name, { weight: normalInit([nIn, nOut], s), bias: zeros([nOut]) }, CONV1D);
+  const layerNorm = (name: string, dim: number) => leafModule(name, { weight: ones([dim], creation), bias: zeros([dim], creation) }, LAYER_NORM, { eps: c.layer_norm_epsilon });
+  const conv1d = (name: string, nIn: number, nOut: number, s = std) => leafModule(name, { weight: weight([nIn, nOut], s), bias: zeros([nOut], creation) }, CONV1D);
 
   const blocks: ScriptModule[] = [];
   for (let i = 0; i < c.n_layer; i += 1) {
     const attn = ScriptModule.create(`GPT2Attention_${i}`);
     await registerAll(attn, { c_attn: await conv1d(`GPT2CAttn_${i}`, E, 3 * E), c_proj: await conv1d(`GPT2AttnProj_${i}`, E, E, projStd) });
     await attn.registerAttribute('n_head', c.n_head, 'int');
-    for (const [key, value] of Object.entries({ scale: 1 / Math.sqrt(E / c.n_head), mask_value: -1e9, attn_pdrop: c.attn_pdrop, resid_pdrop: c.resid_pdrop })) {
+    for (const [key, value] of Object.entries({ scale: 1 / Math.sqrt(E / c.n_head), attn_pdrop: c.attn_pdrop, resid_pdrop: c.resid_pdrop })) {
       await attn.registerAttribute(key, value, 'float');
     }
-    await attn.define(ATTENTION);
+    await attn.define(attentionSource(c.attn_implementation));
     const mlp = ScriptModule.create(`GPT2MLP_${i}`);
     await registerAll(mlp, { c_fc: await conv1d(`GPT2Fc_${i}`, E, inner), c_proj: await conv1d(`GPT2MlpProj_${i}`, inner, E, projStd) });
     await mlp.registerAttribute('resid_pdrop', c.resid_pdrop, 'float');
@@ -120,11 +122,11 @@ export async function createGpt2(input: unknown): Promise<{ module: ScriptModule
     blocks.push(block);
   }
 
-  const tied = await normalInit([c.vocab_size, E], std);
+  const tied = await weight([c.vocab_size, E], std);
   const transformer = ScriptModule.create('GPT2Model');
   await registerAll(transformer, {
     wte: await leafModule('GPT2Wte', { weight: tied }, EMBEDDING),
-    wpe: await leafModule('GPT2Wpe', { weight: normalInit([c.n_positions, E], std) }, EMBEDDING),
+    wpe: await leafModule('GPT2Wpe', { weight: weight([c.n_positions, E], std) }, EMBEDDING),
     h: await sequentialModule('GPT2Blocks', blocks, 'mask'),
     ln_f: await layerNorm('GPT2LnF', E),
   });
@@ -138,3 +140,8 @@ export async function createGpt2(input: unknown): Promise<{ module: ScriptModule
   await model.define(LM_HEAD_MODEL);
   return { module: model, config: c };
 }
+
+export const gpt2: Architecture = {
+  create: createGpt2,
+  maxPositions: (config) => parseArchitectureConfig(gpt2ConfigSchema, config, 'gpt2').n_positions,
+};

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { parseOnce } from '../config/parse';
 import { noGrad } from '../grad-mode';
 import type { Tensor } from '../tensor';
-import { randn } from '../tensor-functions';
+import { empty, randn, type CreationOptions } from '../tensor-functions';
 import { ScriptModule } from './script-module';
 
 /** Helpers shared by the built-in architectures, which assemble TorchScript modules from source. */
@@ -43,6 +43,23 @@ export function normalInit(shape: number[], std: number): Promise<Tensor> {
   return noGrad(async () => (await randn(shape)).mul(std));
 }
 
+/**
+ * A weight drawn like normalInit (then moved to the target dtype and device), or, with init false,
+ * uninitialised memory there:
+ * a model about to be loaded from a checkpoint needs no random draw and no fp32 detour.
+ */
+export async function initialWeight(shape: number[], std: number, init: boolean, target: CreationOptions = {}): Promise<Tensor> {
+  if (!init) return empty(shape, target);
+  // Drawn on the CPU whatever the device: the same seed gives the same model everywhere.
+  const drawn = await normalInit(shape, std);
+  if ((!target.dtype || target.dtype === drawn.dtype) && (!target.device || target.device === 'cpu')) return drawn;
+  try {
+    return await noGrad(() => drawn.to({ dtype: target.dtype, device: target.device }));
+  } finally {
+    drawn.dispose();
+  }
+}
+
 /** Registers several submodules in order. */
 export async function registerAll(parent: ScriptModule, children: Record<string, ScriptModule>): Promise<void> {
   for (const [key, child] of Object.entries(children)) await parent.registerModule(key, child);
@@ -51,11 +68,3 @@ export async function registerAll(parent: ScriptModule, children: Record<string,
 export function parseArchitectureConfig<S extends z.ZodTypeAny>(schema: S, input: unknown, architecture: string): z.output<S> {
   return parseOnce(schema, input, `${architecture} config`);
 }
-
-/** mask: True where attention is NOT allowed (future keys or padding keys), shaped [B,1,T,T]. */
-export const ATTENTION_MASK_SOURCE = `
-def attention_mask(self, attention_mask, T: int):
-    future = torch.ones([T, T], device=attention_mask.device).triu(1) > 0.5
-    padding = attention_mask.unsqueeze(1).unsqueeze(2) < 0.5
-    return torch.logical_or(future.unsqueeze(0).unsqueeze(0), padding)
-`;

@@ -2,10 +2,11 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataError } from '../errors';
 import { noGrad } from '../grad-mode';
-import { DTYPE_BYTES } from '../dtypes';
+import { DTYPE_BYTES, FLOAT_DTYPES } from '../dtypes';
 import type { DType } from '../native/binding';
 import type { Tensor } from '../tensor';
-import { entryToTensor, SafetensorsReader, writeSafetensors } from './safetensors';
+import { SafetensorsReader, writeSafetensors, type SafetensorsLocation } from './safetensors';
+import { empty } from '../tensor-functions';
 import type { ScriptModule } from './script-module';
 import { writeFileAtomic } from '../atomic-file';
 import { scope } from '../scope';
@@ -18,8 +19,8 @@ const IGNORED = /(^|\.)rotary_emb\.inv_freq$/;
  * Copies safetensors weights into a module's parameters (and buffers), strictly: every tensor must
  * name a parameter (or one of its tied aliases) with the same shape, and every parameter must be
  * covered; a mismatch is a DataError listing the whole diff. `path` is a file, or a model folder
- * (one model.safetensors, or shards with model.safetensors.index.json). Lean: one tensor's bytes are
- * in host memory at a time, read with positioned reads and converted on the way to the parameter.
+ * (one model.safetensors, or shards with model.safetensors.index.json). Lean: tensor by tensor with
+ * positioned reads straight into the parameter (at most one staging tensor when dtype or device differ).
  */
 export function loadSafetensorsInto(module: ScriptModule, path: string): Promise<void> {
   // Parameter handles and converted copies live only for this load.
@@ -61,17 +62,40 @@ async function loadInto(module: ScriptModule, path: string): Promise<void> {
     }
     await noGrad(async () => {
       for (const reader of readers) {
-        for (const name of reader.header.tensors.keys()) {
+        for (const [name, at] of reader.header.tensors) {
           const target = targets.get(name);
-          if (!target) continue;
-          // One tensor at a time: its bytes, a CPU tensor of them, the converted copy; all freed here.
-          await scope(async () => target.copy_(await entryToTensor(reader.entry(name)).to({ device: target.device, dtype: target.dtype })));
+          if (target) await readTensorInto(target, reader.path, at);
         }
       }
     });
   } finally {
     for (const reader of readers) reader.close();
   }
+}
+
+/** The dtype of the first floating tensor of a weights file or folder (the checkpoint's "as stored"). */
+export function storedFloatDtype(path: string): DType | undefined {
+  for (const file of existsSync(path) && statSync(path).isDirectory() ? weightFiles(path) : [path]) {
+    const reader = new SafetensorsReader(file);
+    try {
+      for (const at of reader.header.tensors.values()) if (FLOAT_DTYPES.has(at.dtype)) return at.dtype;
+    } finally {
+      reader.close();
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A parameter on the CPU in the file's dtype is read into directly; otherwise the bytes go through one
+ * staging tensor in the file's dtype and copy_ converts (bf16 rounding to nearest even) and moves them.
+ */
+async function readTensorInto(target: Tensor, file: string, at: SafetensorsLocation): Promise<void> {
+  if (target.device === 'cpu' && target.dtype === at.dtype) {
+    await target.readFile_(file, at.offset);
+    return;
+  }
+  await scope(async () => target.copy_(await (await empty(at.shape, { dtype: at.dtype })).readFile_(file, at.offset)));
 }
 
 /**
@@ -108,8 +132,10 @@ async function exportInto(module: ScriptModule, dir: string, config: object, dty
     writeFileAtomic(join(dir, INDEX_FILE), `${JSON.stringify(index, null, 2)}\n`);
   }
   // Weight files of an earlier export that this one does not list would mislead a reader.
-  const written = new Set(shards.length > 1 ? [...names, INDEX_FILE] : names);
+  const listed = new Set(shards.length > 1 ? [...names, INDEX_FILE] : names);
   const weightFile = (f: string) => f === SINGLE_FILE || f === INDEX_FILE || /^model-\d{5}-of-\d{5}\.safetensors$/.test(f);
-  for (const f of readdirSync(dir)) if (weightFile(f) && !written.has(f)) rmSync(join(dir, f), { force: true });
-  writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...config, ...(dtype ? { torch_dtype: dtype } : {}) }, null, 2)}\n`);
+  for (const f of readdirSync(dir)) if (weightFile(f) && !listed.has(f)) rmSync(join(dir, f), { force: true });
+  // torch_dtype for transformers 4.x, dtype for ≥ 4.56: the dtype the weights are written in.
+  const written = dtype ?? parameters.find((p) => FLOAT_DTYPES.has(p.tensor.dtype))?.tensor.dtype;
+  writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify({ ...config, ...(written ? { torch_dtype: written, dtype: written } : {}) }, null, 2)}\n`);
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ARCHITECTURE_NAMES } from '../models/architectures';
 import { describeOptions, type OptionDoc } from '../config/describe-options';
 import { isParsed, keysOf, parseOnce } from '../config/parse';
 import { translateTrlKeys, FOREIGN_KEYS } from '../config/trl-compat';
@@ -16,8 +17,8 @@ const DTYPES = ['float32', 'float64', 'bfloat16', 'float16'] as const;
  */
 const runOptionsSchema = z.object({
   model_name_or_path: z.string().optional().describe('A folder with an exported model (TorchScript model.pt or safetensors + config.json) and its tokenizer.'),
-  model: z.object({ architecture: z.enum(['gpt2', 'llama']), config: z.record(z.unknown()).default({}) }).strict().optional()
-    .describe('A built-in model instead of model_name_or_path: { architecture: gpt2 | llama, config: {...} }.'),
+  model: z.object({ architecture: z.enum(ARCHITECTURE_NAMES), config: z.record(z.unknown()).default({}) }).strict().optional()
+    .describe(`A built-in model instead of model_name_or_path: { architecture: ${ARCHITECTURE_NAMES.join(' | ')}, config: {...} } (HF config.json keys).`),
   tokenizer_name_or_path: z.string().optional().describe('Folder of tokenizer.json (+ tokenizer_config.json); default: model_name_or_path.'),
   train_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).describe('Preference data: JSONL, JSON or Parquet files, folders or globs.'),
   eval_dataset: z.union([z.string(), z.array(z.string()).nonempty()]).optional().describe('Held-out preference data, same formats.'),

@@ -11,7 +11,8 @@ import { ConfigError } from '../errors';
 import { faultPoint } from '../fault-point';
 import { noGrad } from '../grad-mode';
 import { dpoLossConfigOf, type DpoLossConfig } from '../loss/dpo-config';
-import { CausalLM, createModel, loadModel } from '../models/causal-lm';
+import { CausalLM, createModel } from '../models/causal-lm';
+import { loadModel } from '../models/load-model';
 import { createOptimizer, type Optimizer } from '../optim/optimizer';
 import { optimizerConfigOf } from '../optim/optimizer-config';
 import { manualSeed } from '../runtime';
@@ -56,7 +57,7 @@ export interface LoadOptions {
  * inside a forward ("index out of range"): refused before any compute, with the lengths and the fix.
  */
 function checkPositions(policy: CausalLM, c: TrainerConfig, pairs: TokenizedPair[]): void {
-  const positions = Number(policy.config.n_positions ?? policy.config.max_position_embeddings);
+  const positions = policy.info.maxPositions;
   if (!Number.isFinite(positions)) return;
   let longest = 0;
   let over = 0;
@@ -99,8 +100,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     if (c.model_name_or_path) {
       policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype: c.dtype });
     } else {
-      policy = await createModel(c.model!.architecture, c.model!.config);
-      if (rankDevice !== 'cpu' || c.dtype) await policy.to({ device: rankDevice, dtype: c.dtype });
+      policy = await createModel(c.model!.architecture, c.model!.config, { dtype: c.dtype, device: rankDevice });
     }
     made.push(policy);
     // Every rank starts from rank 0's weights.

@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import type { DataReport } from '../data/preference-data';
@@ -7,6 +6,7 @@ import type { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import type { CausalLM } from '../models/causal-lm';
+import { copyCompanionFiles } from '../models/weight-files';
 import { packageVersion } from '../native/package-root';
 import { emptyCache, version } from '../runtime';
 import { letPendingSignalsIn } from '../event-loop-turns';
@@ -291,10 +291,8 @@ export class DPOTrainer extends EventEmitter {
   /** The trained policy in HF layout (safetensors + config + tokenizer) and as TorchScript model.pt. */
   async exportFinal(dir: string): Promise<string> {
     await this.policy.exportSafetensors(dir);
-    const tokenizerDir = this.config.tokenizer_name_or_path ?? this.config.model_name_or_path!;
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-      if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(dir, f));
-    }
+    // A separate tokenizer folder wins over the model folder's tokenizer files.
+    if (this.config.tokenizer_name_or_path) copyCompanionFiles(this.config.tokenizer_name_or_path, dir);
     await this.policy.save(join(dir, 'model.pt'));
     return dir;
   }

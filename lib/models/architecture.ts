@@ -1,0 +1,13 @@
+import type { DType } from '../native/binding';
+import type { ScriptModule } from './script-module';
+
+/** What the registry knows about a built-in architecture. */
+export interface Architecture {
+  /**
+   * Builds the module from an HF config.json (missing keys take HF's defaults); `init: false` leaves
+   * the weights uninitialised in `dtype` on `device` because a checkpoint is about to fill them.
+   */
+  create(config: unknown, options: { init: boolean; dtype?: DType; device?: string }): Promise<{ module: ScriptModule; config: object }>;
+  /** The longest sequence the model takes (learned positions or max_position_embeddings). */
+  maxPositions(config: object): number;
+}

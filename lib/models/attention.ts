@@ -1,0 +1,87 @@
+import { ConfigError } from '../errors';
+import { version } from '../runtime';
+
+/**
+ * The one attention function of the built-in architectures, as TorchScript source included in each
+ * attention module: `attend(q, k, v, mask, dropout) -> [B,H,T,D]` with q [B,H,T,D], k/v [B,KV,T,D]
+ * (grouped-query: query head h reads kv head h // (H/KV), repeat_interleave semantics, as HF).
+ *
+ * - `sdpa` (libtorch ≥ 2.0): torch.scaled_dot_product_attention, so CUDA picks the fastest kernel
+ *   that takes the mask (memory-efficient; flash where no mask is needed) and no [B,H,T,T] is kept
+ *   for backward; GQA without repeating k/v on ≥ 2.5 (enable_gqa), the scale passed on ≥ 2.1.
+ * - `eager` (every libtorch, the only one on 1.13): matmul, softmax in fp32 then cast back (HF's eager
+ *   numerics), dropout on the weights.
+ * The source is chosen when the model is built, from the loaded libtorch's version; `attn_implementation`
+ * in the model config (HF's name) forces one.
+ */
+export const ATTENTION_IMPLEMENTATIONS = ['sdpa', 'eager'] as const;
+export type AttentionImplementation = (typeof ATTENTION_IMPLEMENTATIONS)[number];
+
+export interface AttentionKernel {
+  implementation: AttentionImplementation;
+  /** libtorch ≥ 2.1: scaled_dot_product_attention takes scale=. */
+  passesScale: boolean;
+  /** libtorch ≥ 2.5: enable_gqa=True reads grouped k/v without copies. */
+  groupedKv: boolean;
+}
+
+function torchVersion(): [number, number] {
+  const [major, minor] = version().torch.split(/[.+]/).map(Number);
+  return [major, minor];
+}
+
+/** The attention kernel for this libtorch; `requested` is the config's attn_implementation (null: best available). */
+export function attentionKernel(requested: AttentionImplementation | null = null): AttentionKernel {
+  const [major, minor] = torchVersion();
+  const atLeast = (ma: number, mi: number) => major > ma || (major === ma && minor >= mi);
+  if (requested === 'sdpa' && !atLeast(2, 0)) {
+    throw new ConfigError(`attn_implementation: 'sdpa' needs libtorch ≥ 2.0, this one is ${version().torch}; use 'eager' or point LIBTORCH at a 2.x libtorch`);
+  }
+  const implementation = requested ?? (atLeast(2, 0) ? 'sdpa' : 'eager');
+  return { implementation, passesScale: atLeast(2, 1), groupedKv: atLeast(2, 5) };
+}
+
+const REPEAT_KV = `
+    if k.size(1) != q.size(1):
+        groups = q.size(1) // k.size(1)
+        k = k.repeat_interleave(groups, 1)
+        v = v.repeat_interleave(groups, 1)`;
+
+/** TorchScript `attend`; the module needs a float attribute `scale`. `mask` is True where a key is visible. */
+export function attendSource(kernel: AttentionKernel): string {
+  if (kernel.implementation === 'eager') {
+    return `
+def attend(self, q, k, v, mask, dropout: float):${REPEAT_KV}
+    att = torch.matmul(q, k.transpose(2, 3)) * self.scale
+    att = att.masked_fill(mask.logical_not(), -1e9)
+    att = torch.softmax(att.float(), -1).to(q.dtype)
+    att = torch.dropout(att, dropout, self.training)
+    return torch.matmul(att, v)
+`;
+  }
+  const extra = [kernel.passesScale ? 'scale=self.scale' : '', kernel.groupedKv ? 'enable_gqa=True' : ''].filter(Boolean);
+  return `
+def attend(self, q, k, v, mask, dropout: float):${kernel.groupedKv ? '' : REPEAT_KV}
+    p = dropout if self.training else 0.0
+    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=False${extra.map((e) => `, ${e}`).join('')})
+`;
+}
+
+/**
+ * TorchScript `attention_mask(attention_mask, T, window) -> [B,1,T,T]` bool, True where query i may
+ * see key j: j ≤ i, key j not padding, and (window > 0) i − window < j (HF's sliding window). A row
+ * with no visible key (a padding query) sees every key, as HF does for SDPA (_unmask_unattended): no
+ * NaN from a fully masked softmax; such rows never reach the loss. Built once per forward.
+ */
+export const ATTENTION_MASK_SOURCE = `
+def attention_mask(self, attention_mask, T: int, window: int):
+    i = torch.arange(T, device=attention_mask.device)
+    distance = i.unsqueeze(1) - i.unsqueeze(0)
+    visible = distance >= 0
+    if window > 0:
+        visible = torch.logical_and(visible, distance < window)
+    keys = attention_mask.unsqueeze(1).unsqueeze(2) > 0.5
+    mask = torch.logical_and(visible.unsqueeze(0).unsqueeze(0), keys)
+    unattended = torch.logical_not(mask.any(-1, keepdim=True))
+    return torch.logical_or(mask, unattended)
+`;
