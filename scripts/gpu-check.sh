@@ -3,8 +3,8 @@
 # ninja, nvcc; no Node, no network). Prepare with `bash scripts/gpu-bundle.sh` here, then run it
 # there with carry [".gpu-bundle"]: `bash scripts/gpu-check.sh`. It builds the addon against that
 # machine's PyTorch libtorch (LIBTORCH_USE_PYTORCH=1), runs the CUDA and core tests and the core
-# benchmark, and writes logs and results under $OUT (gpu-check.log, libtorch.json, doctor.json,
-# tests.log, bench.log).
+# benchmark, checks the built-in architectures on CUDA (scripts/gpu-model-check.js), and writes logs
+# and results under $OUT (gpu-check.log, libtorch.json, doctor.json, tests.log, model-check.log, bench.log).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/gpu-check-out}
@@ -45,7 +45,7 @@ node dist/cli/main.js doctor --json >"$OUT/doctor.json"
 
 step "tests (CUDA first; node:test with jest's expect)"
 failed=0
-for name in cuda runtime tensor-roundtrip autograd ops lifecycle event-loop loader sequence-logps dpo-loss models llama; do
+for name in cuda runtime tensor-roundtrip autograd ops lifecycle event-loop loader sequence-logps dpo-loss models llama architecture-configs hf-architectures; do
   if ! node --require ./scripts/gpu-test-globals.js --test-reporter=spec ".gpu-bundle/js/test/$name.test.js" >>"$OUT/tests.log" 2>&1; then
     failed=$((failed + 1))
     echo "FAILED: $name"
@@ -55,8 +55,14 @@ for name in cuda runtime tensor-roundtrip autograd ops lifecycle event-loop load
 done
 grep -E '^ℹ (tests|pass|fail|skipped)|✖' "$OUT/tests.log" | head -40
 
+step "built-in architectures on CUDA (SDPA vs eager vs Python; bf16 Qwen3 ~0.6B tokens/s and peak memory)"
+if ! node scripts/gpu-model-check.js 2>&1 | tee "$OUT/model-check.log"; then
+  failed=$((failed + 1))
+  echo "FAILED: gpu-model-check"
+fi
+
 step "benchmark"
-node bench/run.js 2>&1 | tee "$OUT/bench.log"
+node bench/run.js core 2>&1 | tee "$OUT/bench.log"
 
 step "done: $failed test file(s) failed"
 exit "$failed"

@@ -5,19 +5,19 @@ installed here. Same parameter names, same numerics: RMSNorm in fp32 then cast t
 frequencies in fp32, rotate_half pairs, repeat_kv, softmax in fp32, additive finfo.min masks, sliding
 window i - w < j <= i, Qwen3's q_norm/k_norm before the transpose and before rope.
 
-Also the safetensors format (written and read by hand: no safetensors package either) and HF's
-sharded layout. Used by make-hf-fixtures.py and check-hf-export.py; needs Debian's python3-torch.
+load_folder() reads a model folder (fixture_files.py: safetensors by hand, one file or shards).
+Used by make-hf-fixtures.py and check-hf-export.py; needs Debian's python3-torch.
 """
 import json
 import math
 import os
-import struct
+import sys
 
 import torch
 import torch.nn as nn
 
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.bfloat16: "BF16", torch.float16: "F16"}
-FROM_CODE = {v: k for k, v in DTYPES.items()}
+sys.path.insert(0, os.path.dirname(__file__))
+from fixture_files import read_weights  # noqa: E402
 
 
 def read_rope(c, head_dim):
@@ -209,60 +209,6 @@ def full_config(config, arch):
     if c.get("head_dim") is None:
         c["head_dim"] = 128 if arch == "qwen3" else c["hidden_size"] // c["num_attention_heads"]
     return c
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """The format spec: u64 LE header size, JSON header (offsets relative to the data), raw LE data."""
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        blob = t.view(torch.int16).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = bytearray(data[8 + n + begin:8 + n + end])
-        dtype = FROM_CODE[info["dtype"]]
-        if dtype == torch.bfloat16:
-            t = torch.frombuffer(raw, dtype=torch.int16).view(torch.bfloat16)
-        else:
-            t = torch.frombuffer(raw, dtype=dtype)
-        out[name] = t.reshape(info["shape"]).clone()
-    return out
-
-
-def read_weights(folder):
-    """A folder's weights: model.safetensors, or the shards model.safetensors.index.json lists."""
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if not os.path.exists(index):
-        return read_safetensors(os.path.join(folder, "model.safetensors"))
-    with open(index) as f:
-        weight_map = json.load(f)["weight_map"]
-    out = {}
-    for shard in sorted(set(weight_map.values())):
-        out.update(read_safetensors(os.path.join(folder, shard)))
-    assert set(out) == set(weight_map), "index and shards disagree"
-    return out
 
 
 def load_folder(folder, dtype=torch.float32):

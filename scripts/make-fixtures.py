@@ -14,10 +14,13 @@ Tests read the outputs only; CI needs no Python.
 import json
 import math
 import os
-import struct
+import sys
 
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fixture_files import write_safetensors, write_tokenizer  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures")
 CONFIG = {
@@ -221,45 +224,6 @@ class LlamaForCausalLM(nn.Module):
         return (self.lm_head(self.model(input_ids, attention_mask)),)
 
 
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.bfloat16: "BF16", torch.float16: "F16"}
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """The format spec: u64 LE header size, JSON header (offsets relative to the data), raw LE data."""
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        blob = t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
-
-
-def write_tokenizer(folder, vocab_size):
-    words = ["<|endoftext|>", "<unk>"] + [f"w{i}" for i in range(vocab_size - 2)]
-    tokenizer = {
-        "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True}],
-        "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
-        "model": {"type": "WordLevel", "vocab": {w: i for i, w in enumerate(words)}, "unk_token": "<unk>"},
-    }
-    with open(os.path.join(folder, "tokenizer.json"), "w") as f:
-        json.dump(tokenizer, f, indent=1)
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<unk>",
-                   "model_max_length": 32, "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=1)
-
-
 def write_model(name, model, config, skip=()):
     torch.manual_seed(7)
     folder = os.path.join(ROOT, name)
@@ -277,7 +241,7 @@ def write_model(name, model, config, skip=()):
     write_safetensors(os.path.join(folder, "model.safetensors"), state, {"format": "pt"})
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
-    write_tokenizer(folder, config["vocab_size"])
+    write_tokenizer(folder, config["vocab_size"], model_max_length=32)
     with torch.no_grad():
         logits = model(input_ids, attention_mask)[0]
     with open(os.path.join(folder, "reference.json"), "w") as f:

@@ -17,7 +17,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hf_reference import ForCausalLM, full_config, write_safetensors  # noqa: E402
+from fixture_files import write_safetensors, write_tokenizer  # noqa: E402
+from hf_reference import ForCausalLM, full_config  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures")
 BASE = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -49,22 +50,6 @@ ROPE_VARIANTS = [
 ]
 INPUT_IDS = torch.tensor([[5, 17, 33, 2, 9, 41, 0, 0, 0, 0], [12, 3, 60, 7, 7, 25, 38, 11, 4, 50]])
 ATTENTION_MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 0, 0, 0, 0], [1] * 10])
-
-
-def write_tokenizer(folder, vocab_size):
-    words = ["<|endoftext|>", "<unk>"] + [f"w{i}" for i in range(vocab_size - 2)]
-    tokenizer = {
-        "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True}],
-        "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
-        "model": {"type": "WordLevel", "vocab": {w: i for i, w in enumerate(words)}, "unk_token": "<unk>"},
-    }
-    with open(os.path.join(folder, "tokenizer.json"), "w") as f:
-        json.dump(tokenizer, f, indent=1)
-    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
-        json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<unk>",
-                   "model_max_length": 64, "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=1)
 
 
 def write_shards(folder, state, shards=3):
@@ -118,7 +103,7 @@ def make(name, arch, config, seed):
         json.dump({**config, "torch_dtype": "bfloat16"}, f, indent=1)
     with open(os.path.join(folder, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": 1, "eos_token_id": [0], "do_sample": True, "temperature": 0.7, "top_p": 0.8}, f, indent=1)
-    write_tokenizer(folder, config["vocab_size"])
+    write_tokenizer(folder, config["vocab_size"], model_max_length=64, pad_token="<|endoftext|>")
     reference = {
         "input_ids": INPUT_IDS.tolist(), "attention_mask": ATTENTION_MASK.tolist(),
         "logits_shape": [*INPUT_IDS.shape, config["vocab_size"]],

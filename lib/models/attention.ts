@@ -7,10 +7,12 @@ import { version } from '../runtime';
  * (grouped-query: query head h reads kv head h // (H/KV), repeat_interleave semantics, as HF).
  *
  * - `sdpa` (libtorch ≥ 2.0): torch.scaled_dot_product_attention, so CUDA picks the fastest kernel
- *   that takes the mask (memory-efficient; flash where no mask is needed) and no [B,H,T,T] is kept
- *   for backward; GQA without repeating k/v on ≥ 2.5 (enable_gqa), the scale passed on ≥ 2.1.
- * - `eager` (every libtorch, the only one on 1.13): matmul, softmax in fp32 then cast back (HF's eager
- *   numerics), dropout on the weights.
+ *   that takes the mask (memory-efficient; flash needs no mask) and no [B,H,T,T] is kept for
+ *   backward; the scale is passed on ≥ 2.1. k/v heads are repeated for GQA on every version: 2.5's
+ *   enable_gqa is taken only by the flash and math kernels, and with a padding mask flash is out, so
+ *   it would fall back to math; the repeat (B·H·T·D) is small next to the T×T it avoids.
+ * - `eager` (every libtorch, the only one on 1.13): matmul, mask and softmax in fp32 then cast back
+ *   (HF's eager numerics; the fill value fits fp32 whatever the compute dtype), dropout on the weights.
  * The source is chosen when the model is built, from the loaded libtorch's version; `attn_implementation`
  * in the model config (HF's name) forces one.
  */
@@ -21,8 +23,6 @@ export interface AttentionKernel {
   implementation: AttentionImplementation;
   /** libtorch ≥ 2.1: scaled_dot_product_attention takes scale=. */
   passesScale: boolean;
-  /** libtorch ≥ 2.5: enable_gqa=True reads grouped k/v without copies. */
-  groupedKv: boolean;
 }
 
 function torchVersion(): [number, number] {
@@ -38,7 +38,7 @@ export function attentionKernel(requested: AttentionImplementation | null = null
     throw new ConfigError(`attn_implementation: 'sdpa' needs libtorch ≥ 2.0, this one is ${version().torch}; use 'eager' or point LIBTORCH at a 2.x libtorch`);
   }
   const implementation = requested ?? (atLeast(2, 0) ? 'sdpa' : 'eager');
-  return { implementation, passesScale: atLeast(2, 1), groupedKv: atLeast(2, 5) };
+  return { implementation, passesScale: atLeast(2, 1) };
 }
 
 const REPEAT_KV = `
@@ -53,17 +53,15 @@ export function attendSource(kernel: AttentionKernel): string {
     return `
 def attend(self, q, k, v, mask, dropout: float):${REPEAT_KV}
     att = torch.matmul(q, k.transpose(2, 3)) * self.scale
-    att = att.masked_fill(mask.logical_not(), -1e9)
-    att = torch.softmax(att.float(), -1).to(q.dtype)
+    att = torch.softmax(att.float().masked_fill(mask.logical_not(), -1e9), -1).to(q.dtype)
     att = torch.dropout(att, dropout, self.training)
     return torch.matmul(att, v)
 `;
   }
-  const extra = [kernel.passesScale ? 'scale=self.scale' : '', kernel.groupedKv ? 'enable_gqa=True' : ''].filter(Boolean);
   return `
-def attend(self, q, k, v, mask, dropout: float):${kernel.groupedKv ? '' : REPEAT_KV}
+def attend(self, q, k, v, mask, dropout: float):${REPEAT_KV}
     p = dropout if self.training else 0.0
-    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=False${extra.map((e) => `, ${e}`).join('')})
+    return torch.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=False${kernel.passesScale ? ', scale=self.scale' : ''})
 `;
 }
 

@@ -1,0 +1,87 @@
+'use strict';
+// Part of the GPU check (scripts/gpu-check.sh): the built-in architectures on CUDA with libtorch 2.x.
+// 1. The Qwen3 fixture (sharded bf16) on cuda: SDPA (the default on 2.x) against the eager path and
+//    against the Python reference logits, in fp32 and in bf16.
+// 2. A Qwen3-style ~0.6B model in bf16, batch 8 × 1024, forward + backward: tokens/s and peak CUDA
+//    memory with SDPA and with the eager path, each in its own process (peak memory is per process).
+// Prints one JSON object per line; exit 1 when a comparison fails.
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const FIXTURE = path.join(__dirname, '..', '.gpu-bundle', 'js', 'test', 'fixtures', 'hf-qwen3');
+const BIG = { model_type: 'qwen3', vocab_size: 151936, hidden_size: 1024, intermediate_size: 3072, num_hidden_layers: 24, num_attention_heads: 16,
+  num_key_value_heads: 8, head_dim: 128, max_position_embeddings: 40960, tie_word_embeddings: true, rope_theta: 1000000 };
+
+async function logits(t, implementation, dtype) {
+  const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8'));
+  const model = await t.createModel('qwen3', { ...config, attn_implementation: implementation }, { init: false, dtype, device: 'cuda' });
+  await model.loadSafetensors(FIXTURE);
+  const ids = await t.Tensor.from(reference.input_ids, { dtype: 'int64' }).to('cuda');
+  const mask = await t.Tensor.from(reference.attention_mask, { dtype: 'int64' }).to('cuda');
+  const out = await t.noGrad(() => model.forward(ids, mask));
+  const values = Array.from(await (await (await out.to('float32')).to('cpu')).toTypedArray());
+  model.dispose();
+  const [, T, V] = reference.logits_shape;
+  const real = (flat) => flat.filter((_, i) => reference.attention_mask[Math.floor(i / (T * V))][Math.floor(i / V) % T] === 1);
+  return { ours: real(values), fp32: real(reference.logits_fp32), bf16: real(reference.logits_bf16) };
+}
+
+const maxAbsDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+const maxAbs = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+
+async function compare() {
+  const t = require('../dist');
+  let failed = 0;
+  const report = (name, diff, tolerance) => {
+    const ok = diff <= tolerance;
+    if (!ok) failed += 1;
+    console.log(JSON.stringify({ check: name, maxAbsDiff: diff, tolerance, ok }));
+  };
+  const sdpa32 = await logits(t, 'sdpa', 'float32');
+  const eager32 = await logits(t, 'eager', 'float32');
+  report('qwen3 fp32 cuda sdpa vs Python reference', maxAbsDiff(sdpa32.ours, sdpa32.fp32), 1e-4);
+  report('qwen3 fp32 cuda sdpa vs eager', maxAbsDiff(sdpa32.ours, eager32.ours), 1e-4);
+  const sdpa16 = await logits(t, 'sdpa', 'bfloat16');
+  report('qwen3 bf16 cuda sdpa vs Python bf16 reference', maxAbsDiff(sdpa16.ours, sdpa16.bf16), 0.03 * maxAbs(sdpa16.bf16));
+  return failed;
+}
+
+async function throughput(implementation) {
+  const t = require('../dist');
+  const model = await t.createModel('qwen3', { ...BIG, attn_implementation: implementation }, { dtype: 'bfloat16', device: 'cuda' });
+  const params = (await model.parameters()).reduce((n, p) => n + p.numel, 0);
+  const ids = await t.randint(0, BIG.vocab_size, [8, 1024], { device: 'cuda' });
+  const mask = await t.ones([8, 1024], { dtype: 'int64', device: 'cuda' });
+  const weights = await model.parameters();
+  const step = async () => {
+    for (const p of weights) (await p.grad())?.zero_();
+    const out = await model.forward(ids, mask);
+    const loss = await (await (await out.to('float32')).logsumexp(2)).mean();
+    await loss.backward();
+    await loss.item(); // waits for the device
+    out.dispose();
+    loss.dispose();
+  };
+  await step();
+  const steps = 5;
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < steps; i += 1) await step();
+  const stepMs = Number(process.hrtime.bigint() - start) / 1e6 / steps;
+  const peak = t.memory().cuda[0].peakAllocatedBytes;
+  console.log(JSON.stringify({ bench: `qwen3 ${(params / 1e6).toFixed(0)}M bf16, 8 x 1024, fwd+bwd`, attention: implementation, stepMs, tokensPerSec: (8 * 1024 * 1000) / stepMs, peakCudaGiB: peak / 2 ** 30 }));
+}
+
+if (process.argv[2] === '--throughput') {
+  throughput(process.argv[3]).catch((err) => { console.error(err); process.exit(1); });
+} else {
+  compare().then((failed) => {
+    for (const implementation of ['sdpa', 'eager']) {
+      const child = spawnSync(process.execPath, [__filename, '--throughput', implementation], { encoding: 'utf8' });
+      process.stdout.write(child.stdout);
+      if (child.status !== 0) { console.log(JSON.stringify({ bench: implementation, error: child.stderr.trim().split('\n').slice(-5).join(' | ') })); failed += 1; }
+    }
+    process.exit(failed ? 1 : 0);
+  }).catch((err) => { console.error(err); process.exit(1); });
+}
