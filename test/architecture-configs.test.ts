@@ -102,3 +102,15 @@ it('a float32 trace cast up to float64 runs, with a warning that the baked ops s
   expect(model.info.warnings.join('\n')).toMatch(/cast to float64, but the model was traced in float32 and the trace baked float32 into \d+ op\(s\) .*: those ops still compute in float32/);
   model.dispose();
 });
+
+it("a fresh built-in model's export names HF's class and writes no torch-dpo-only keys", async () => {
+  const { mkdtempSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const model = await createModel('qwen3', { vocab_size: 16, hidden_size: 8, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, head_dim: 4 });
+  const out = mkdtempSync(join(tmpdir(), 'torch-dpo-fresh-'));
+  await model.exportSafetensors(out);
+  const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+  expect(config).toMatchObject({ model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], head_dim: 4, torch_dtype: 'float32' });
+  expect(config).not.toHaveProperty('attn_implementation');
+  model.dispose();
+});

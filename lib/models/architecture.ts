@@ -3,6 +3,8 @@ import type { ScriptModule } from './script-module';
 
 /** What the registry knows about a built-in architecture. */
 export interface Architecture {
+  /** HF's class, written as config.json's `architectures` (e.g. 'Qwen3ForCausalLM'). */
+  className: string;
   /**
    * Builds the module from an HF config.json (missing keys take HF's defaults); `init: false` leaves
    * the weights uninitialised in `dtype` on `device` because a checkpoint is about to fill them.

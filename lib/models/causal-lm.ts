@@ -113,5 +113,5 @@ export async function createModel(architecture: string, config: Record<string, u
     source: 'builtin', architecture, vocabSize: Number((full as { vocab_size: number }).vocab_size),
     forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [], maxPositions: built.maxPositions(full),
   };
-  return new CausalLM(module, { model_type: architecture, ...full }, info);
+  return new CausalLM(module, { model_type: architecture, architectures: [built.className], ...full }, info);
 }

@@ -176,12 +176,16 @@ export async function createDecoder(spec: DecoderSpec): Promise<ScriptModule> {
   return causal;
 }
 
-/** A Llama-family Architecture from its config schema and the mapping to a DecoderSpec. */
-export function decoderArchitecture<S extends z.ZodTypeAny>(name: string, schema: S, toSpec: (config: z.output<S>) => Omit<DecoderSpec, 'init' | 'dtype' | 'device'>): Architecture {
+/** What an architecture's config maps to; the build adds its family, dtype, device and init. */
+export type ArchitectureSpec = Omit<DecoderSpec, 'family' | 'init' | 'dtype' | 'device'>;
+
+/** A Llama-family Architecture from its config schema and the mapping to a DecoderSpec; `family` names its classes (Qwen3 → Qwen3ForCausalLM). */
+export function decoderArchitecture<S extends z.ZodTypeAny>(name: string, schema: S, toSpec: (config: z.output<S>) => ArchitectureSpec, family: string): Architecture {
   return {
+    className: `${family}ForCausalLM`,
     async create(input, options) {
       const config = parseArchitectureConfig(schema, input, name);
-      const module = await createDecoder({ ...toSpec(config), ...options });
+      const module = await createDecoder({ ...toSpec(config), family, ...options });
       return { module, config };
     },
     maxPositions(config) {

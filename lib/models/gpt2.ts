@@ -21,7 +21,7 @@ export const gpt2ConfigSchema = z
     attn_pdrop: z.number().min(0).max(1).default(0.1),
     initializer_range: z.number().positive().default(0.02),
     activation_function: z.literal('gelu_new').default('gelu_new'),
-    attn_implementation: z.enum(ATTENTION_IMPLEMENTATIONS).nullable().default(null),
+    attn_implementation: z.enum(ATTENTION_IMPLEMENTATIONS).nullish(),
   })
   .passthrough()
   .superRefine((c, ctx) => {
@@ -111,7 +111,7 @@ async function createGpt2(input: unknown, options: { init: boolean; dtype?: DTyp
     for (const [key, value] of Object.entries({ scale: 1 / Math.sqrt(E / c.n_head), attn_pdrop: c.attn_pdrop, resid_pdrop: c.resid_pdrop })) {
       await attn.registerAttribute(key, value, 'float');
     }
-    await attn.define(attentionSource(c.attn_implementation));
+    await attn.define(attentionSource(c.attn_implementation ?? null));
     const mlp = ScriptModule.create(`GPT2MLP_${i}`);
     await registerAll(mlp, { c_fc: await conv1d(`GPT2Fc_${i}`, E, inner), c_proj: await conv1d(`GPT2MlpProj_${i}`, inner, E, projStd) });
     await mlp.registerAttribute('resid_pdrop', c.resid_pdrop, 'float');
@@ -142,6 +142,7 @@ async function createGpt2(input: unknown, options: { init: boolean; dtype?: DTyp
 }
 
 export const gpt2: Architecture = {
+  className: 'GPT2LMHeadModel',
   create: createGpt2,
   maxPositions: (config) => parseArchitectureConfig(gpt2ConfigSchema, config, 'gpt2').n_positions,
 };

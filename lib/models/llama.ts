@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ATTENTION_IMPLEMENTATIONS } from './attention';
-import { decoderArchitecture, type DecoderSpec } from './decoder';
+import { decoderArchitecture, type ArchitectureSpec } from './decoder';
 import { ropeSpecOf } from './rope';
 
 /**
@@ -24,7 +24,7 @@ export const decoderConfigFields = {
   initializer_range: z.number().positive().default(0.02),
   tie_word_embeddings: z.boolean().default(false),
   hidden_act: z.literal('silu').default('silu'),
-  attn_implementation: z.enum(ATTENTION_IMPLEMENTATIONS).nullable().default(null),
+  attn_implementation: z.enum(ATTENTION_IMPLEMENTATIONS).nullish(),
 };
 
 export const llamaConfigSchema = z
@@ -46,21 +46,21 @@ export function checkHeads(c: { num_attention_heads: number; num_key_value_heads
 export type DecoderConfig = z.output<z.ZodObject<typeof decoderConfigFields>>;
 
 /** The fields every Llama-family architecture maps the same way. */
-export function commonDecoderSpec(c: DecoderConfig, family: string, defaultTheta: number, headDim: number): Omit<DecoderSpec, 'qkvBias' | 'outputBias' | 'mlpBias' | 'qkNorm' | 'windows' | 'init' | 'dtype' | 'device'> {
+export function commonDecoderSpec(c: DecoderConfig, defaultTheta: number, headDim: number): Omit<ArchitectureSpec, 'qkvBias' | 'outputBias' | 'mlpBias' | 'qkNorm' | 'windows'> {
   return {
-    family, vocabSize: c.vocab_size, hiddenSize: c.hidden_size, intermediateSize: c.intermediate_size, layers: c.num_hidden_layers,
+    vocabSize: c.vocab_size, hiddenSize: c.hidden_size, intermediateSize: c.intermediate_size, layers: c.num_hidden_layers,
     heads: c.num_attention_heads, kvHeads: c.num_key_value_heads ?? c.num_attention_heads, headDim, rmsNormEps: c.rms_norm_eps,
     rope: ropeSpecOf(c, defaultTheta), attentionDropout: c.attention_dropout, tieWordEmbeddings: c.tie_word_embeddings,
-    initializerRange: c.initializer_range, attnImplementation: c.attn_implementation,
+    initializerRange: c.initializer_range, attnImplementation: c.attn_implementation ?? null,
   };
 }
 
-export function llamaSpec(input: z.output<typeof llamaConfigSchema>): Omit<DecoderSpec, 'init' | 'dtype' | 'device'> {
+export function llamaSpec(input: z.output<typeof llamaConfigSchema>): ArchitectureSpec {
   return {
-    ...commonDecoderSpec(input, 'Llama', 10000, input.head_dim ?? input.hidden_size / input.num_attention_heads),
+    ...commonDecoderSpec(input, 10000, input.head_dim ?? input.hidden_size / input.num_attention_heads),
     qkvBias: input.attention_bias, outputBias: input.attention_bias, mlpBias: input.mlp_bias, qkNorm: false,
     windows: new Array<number>(input.num_hidden_layers).fill(0),
   };
 }
 
-export const llama = decoderArchitecture('llama', llamaConfigSchema, llamaSpec);
+export const llama = decoderArchitecture('llama', llamaConfigSchema, llamaSpec, 'Llama');

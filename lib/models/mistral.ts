@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { decoderArchitecture } from './decoder';
+import { decoderArchitecture, type ArchitectureSpec } from './decoder';
 import { checkHeads, commonDecoderSpec, decoderConfigFields } from './llama';
 
 /**
@@ -17,10 +17,10 @@ export const mistralConfigSchema = z
   .passthrough()
   .superRefine(checkHeads);
 
-export const mistralSpec = (c: z.output<typeof mistralConfigSchema>) => ({
-  ...commonDecoderSpec(c, 'Mistral', 10000, c.head_dim ?? c.hidden_size / c.num_attention_heads),
+export const mistralSpec = (c: z.output<typeof mistralConfigSchema>): ArchitectureSpec => ({
+  ...commonDecoderSpec(c, 10000, c.head_dim ?? c.hidden_size / c.num_attention_heads),
   qkvBias: false, outputBias: false, mlpBias: false, qkNorm: false,
   windows: new Array<number>(c.num_hidden_layers).fill(c.sliding_window ?? 0),
 });
 
-export const mistral = decoderArchitecture('mistral', mistralConfigSchema, mistralSpec);
+export const mistral = decoderArchitecture('mistral', mistralConfigSchema, mistralSpec, 'Mistral');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { decoderArchitecture } from './decoder';
+import { decoderArchitecture, type ArchitectureSpec } from './decoder';
 import { checkHeads, commonDecoderSpec, decoderConfigFields } from './llama';
 
 /** Fields Qwen2 and Qwen3 share (HF Qwen2Config/Qwen3Config names and defaults). */
@@ -37,9 +37,9 @@ export function checkQwenConfig(c: Parameters<typeof checkHeads>[0] & { layer_ty
 }
 
 /** Qwen2 / Qwen2.5: biases on q, k, v always (not from the config), none on o_proj. */
-export const qwen2Spec = (c: z.output<typeof qwen2ConfigSchema>) => ({
-  ...commonDecoderSpec(c, 'Qwen2', 10000, c.head_dim ?? c.hidden_size / c.num_attention_heads),
+export const qwen2Spec = (c: z.output<typeof qwen2ConfigSchema>): ArchitectureSpec => ({
+  ...commonDecoderSpec(c, 10000, c.head_dim ?? c.hidden_size / c.num_attention_heads),
   qkvBias: true, outputBias: false, mlpBias: false, qkNorm: false, windows: qwenWindows(c),
 });
 
-export const qwen2 = decoderArchitecture('qwen2', qwen2ConfigSchema, qwen2Spec);
+export const qwen2 = decoderArchitecture('qwen2', qwen2ConfigSchema, qwen2Spec, 'Qwen2');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { decoderArchitecture } from './decoder';
+import { decoderArchitecture, type ArchitectureSpec } from './decoder';
 import { commonDecoderSpec } from './llama';
 import { checkQwenConfig, qwenConfigFields, qwenWindows } from './qwen2';
 
@@ -12,9 +12,9 @@ export const qwen3ConfigSchema = z
   .passthrough()
   .superRefine(checkQwenConfig);
 
-export const qwen3Spec = (c: z.output<typeof qwen3ConfigSchema>) => ({
-  ...commonDecoderSpec(c, 'Qwen3', 10000, c.head_dim),
+export const qwen3Spec = (c: z.output<typeof qwen3ConfigSchema>): ArchitectureSpec => ({
+  ...commonDecoderSpec(c, 10000, c.head_dim),
   qkvBias: c.attention_bias, outputBias: c.attention_bias, mlpBias: false, qkNorm: true, windows: qwenWindows(c),
 });
 
-export const qwen3 = decoderArchitecture('qwen3', qwen3ConfigSchema, qwen3Spec);
+export const qwen3 = decoderArchitecture('qwen3', qwen3ConfigSchema, qwen3Spec, 'Qwen3');
