@@ -63,8 +63,10 @@ describe.each(FIXTURES)('%s (sharded bf16 checkpoint)', (name) => {
     expect(model.info.warnings.join('\n')).toMatch(/loaded as stored, in bfloat16; training in pure bfloat16 loses small updates/);
     const ours = await logitsOf(model, reference);
     const expected = realPositions(reference, reference.logits_bf16);
-    // bf16 keeps 8 bits of mantissa: a few roundings of 2^-8 relative across two layers.
-    expect(maxAbsDiff(ours, expected)).toBeLessThanOrEqual(0.03 * maxAbs(expected));
+    // Bit-identical on the same libtorch (the reference ran on Debian's 1.13); other builds round
+    // differently within a few bf16 steps (2^-8 relative). A bias added after the matmul instead of
+    // inside it moved these logits by 2% of their range.
+    expect(maxAbsDiff(ours, expected)).toBeLessThanOrEqual(0.01 * maxAbs(expected));
     model.dispose();
   });
 

@@ -49,9 +49,11 @@ const LINEAR = `
 def forward(self, x):
     return torch.matmul(x, self.weight.t())
 `;
+// nn.Linear with a bias: torch.linear adds it inside the matmul (addmm), as HF does; matmul + add
+// rounds twice, which moved bf16 logits by 2% of their range.
 const LINEAR_BIAS = `
 def forward(self, x):
-    return torch.matmul(x, self.weight.t()) + self.bias
+    return torch.linear(x, self.weight, self.bias)
 `;
 // HF's RMSNorm: variance in fp32, normalise, cast back to the input dtype, then scale.
 const RMS_NORM = `

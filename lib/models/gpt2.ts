@@ -34,10 +34,12 @@ const LAYER_NORM = `
 def forward(self, x):
     return torch.layer_norm(x, [self.weight.size(0)], self.weight, self.bias, self.eps, True)
 `;
-// HF's Conv1D: weight [in, out], y = x·W + b.
+// HF's Conv1D: weight [in, out], y = x·W + b as one addmm (bias added before the single rounding,
+// which is what bf16 results depend on).
 const CONV1D = `
 def forward(self, x):
-    return torch.matmul(x, self.weight) + self.bias
+    shape = x.size()[:-1] + [self.weight.size(1)]
+    return torch.addmm(self.bias, x.reshape([-1, x.size(-1)]), self.weight).view(shape)
 `;
 const attentionSource = (implementation: AttentionImplementation | null) => `
 def forward(self, x, mask):
