@@ -24,7 +24,7 @@ fixtures.write_safetensors(os.path.join(folder, "model.safetensors"),
                            {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"})
 with open(os.path.join(folder, "config.json"), "w") as f:
     json.dump(config, f)
-fixtures.write_tokenizer(folder, config["vocab_size"])
+fixtures.write_tokenizer(folder, config["vocab_size"], model_max_length=32)
 
 
 def step():
