@@ -21,7 +21,7 @@ function withEach(run) {
 }
 
 Object.assign(globalThis, {
-  describe: test.describe,
+  describe: withEach(test.describe),
   it: withEach(test.it),
   test: withEach(test.it),
   beforeAll: test.before,

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Tensor } from '../lib';
 import { noGrad } from '../lib/grad-mode';
 import { createModel } from '../lib/models/causal-lm';
@@ -44,6 +44,13 @@ const maxAbsDiff = (a: number[], b: number[]) => a.reduce((m, x, i) => Math.max(
 const maxAbs = (a: number[]) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
 const pythonTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+/** scripts/check-hf-export.py from the repository root (the test also runs compiled, from .gpu-bundle/js/test). */
+function exportChecker(): string {
+  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    if (existsSync(join(dir, 'scripts', 'check-hf-export.py'))) return join(dir, 'scripts', 'check-hf-export.py');
+  }
+  throw new Error(`no scripts/check-hf-export.py above ${__dirname}`);
+}
 
 describe.each(FIXTURES)('%s (sharded bf16 checkpoint)', (name) => {
   const dir = fixtureDir(name);
@@ -92,7 +99,7 @@ describe.each(FIXTURES)('%s (sharded bf16 checkpoint)', (name) => {
     const out = mkdtempSync(join(tmpdir(), `torch-dpo-${name}-py-`));
     await model.exportSafetensors(out, { maxShardSize: '20KB' });
     model.dispose();
-    const check = spawnSync('/usr/bin/python3', [join(__dirname, '..', 'scripts', 'check-hf-export.py'), out, join(dir, 'reference.json')], { encoding: 'utf8' });
+    const check = spawnSync('/usr/bin/python3', [exportChecker(), out, join(dir, 'reference.json')], { encoding: 'utf8' });
     expect(check.stdout + check.stderr).toMatch(/"max_abs_diff"/);
     expect(check.status).toBe(0);
   });
