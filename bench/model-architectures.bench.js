@@ -2,7 +2,8 @@
 // `npm run bench:model` (part): forward+backward tokens/s and peak RSS of each built-in architecture
 // at ~50M parameters (hidden 512, 8 layers, 8 heads / 4 kv heads, vocab 32000; GPT-2 at the same
 // width and depth), batch 1 × T for T = 512 and 1024, fp32. Each case runs in a fresh process (peak
-// RSS is per process). Loss: mean logsumexp of the logits.
+// RSS is per process). Loss: mean logsumexp of the logits. Last rows: Llama with activation
+// checkpointing per layer (gradient_checkpointing), against the plain rows above it.
 const { spawnSync } = require('node:child_process');
 
 const STEPS = 2;
@@ -16,9 +17,10 @@ const CONFIGS = {
   qwen3: { ...DECODER, head_dim: 64 },
 };
 
-async function measure(architecture, T) {
+async function measure(architecture, T, checkpointing) {
   const { createModel, randint, ones, numThreads } = require('../dist');
   const model = await createModel(architecture, CONFIGS[architecture]);
+  model.setGradientCheckpointing(checkpointing);
   const params = (await model.parameters()).reduce((n, p) => n + p.numel, 0);
   const ids = await randint(0, 32000, [1, T]);
   const mask = await ones([1, T], { dtype: 'int64' });
@@ -39,13 +41,13 @@ async function measure(architecture, T) {
 }
 
 function main() {
+  const cases = Object.keys(CONFIGS).flatMap((architecture) => LENGTHS.map((T) => ({ architecture, T, checkpointing: false })));
+  cases.push(...LENGTHS.map((T) => ({ architecture: 'llama', T, checkpointing: true })));
   const rows = [];
-  for (const architecture of Object.keys(CONFIGS)) {
-    for (const T of LENGTHS) {
-      const child = spawnSync(process.execPath, [__filename, '--case', architecture, String(T)], { encoding: 'utf8' });
-      if (child.status !== 0) throw new Error(`${architecture} T=${T}: ${child.stderr}`);
-      rows.push({ architecture, T, ...JSON.parse(child.stdout) });
-    }
+  for (const { architecture, T, checkpointing } of cases) {
+    const child = spawnSync(process.execPath, [__filename, '--case', architecture, String(T), String(checkpointing)], { encoding: 'utf8' });
+    if (child.status !== 0) throw new Error(`${architecture} T=${T}: ${child.stderr}`);
+    rows.push({ architecture: checkpointing ? `${architecture} + checkpointing` : architecture, T, ...JSON.parse(child.stdout) });
   }
   console.log(`\nbuilt-in architectures, fp32, batch 1 × T, forward + backward, ${rows[0].threads} threads, mean of ${STEPS} steps after one warm-up`);
   console.log('| architecture | params | T | step | tokens/s | peak RSS |\n|---|---|---|---|---|---|');
@@ -55,7 +57,7 @@ function main() {
 }
 
 if (process.argv[2] === '--case') {
-  measure(process.argv[3], Number(process.argv[4])).catch((err) => {
+  measure(process.argv[3], Number(process.argv[4]), process.argv[5] === 'true').catch((err) => {
     console.error(err);
     process.exit(1);
   });

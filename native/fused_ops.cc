@@ -73,6 +73,8 @@ const std::unordered_map<std::string, FusedSpec>& FusedTable() {
       {"clip_grad_norm", {0, SIZE_MAX, [](const OpCall& c) { return ClipGradNorm(c.inputs, c.attrs); }}},
       {"sum_of_squares", {0, SIZE_MAX, [](const OpCall& c) { return SumOfSquares(c.inputs, c.attrs); }}},
       {"zero_grads", {0, SIZE_MAX, [](const OpCall& c) { return ZeroGrads(c.inputs, c.attrs); }}},
+      {"accumulate_grads", {0, SIZE_MAX, [](const OpCall& c) { return AccumulateGrads(c.inputs, c.attrs); }}},
+      {"copy_params", {0, SIZE_MAX, [](const OpCall& c) { return CopyParams(c.inputs, c.attrs); }}},
   };
   return table;
 }

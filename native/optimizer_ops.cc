@@ -74,4 +74,30 @@ NamedTensors ZeroGrads(const std::vector<at::Tensor>& inputs, const OpAttrs&) {
   return {};
 }
 
+NamedTensors AccumulateGrads(const std::vector<at::Tensor>& inputs, const OpAttrs&) {
+  if (inputs.size() % 2 != 0) throw std::invalid_argument("accumulate_grads: inputs must be working and master parameter lists of one length");
+  const size_t n = inputs.size() / 2;
+  at::NoGradGuard noGrad;
+  for (size_t i = 0; i < n; ++i) {
+    at::Tensor& working = const_cast<at::Tensor&>(inputs[i]);
+    at::Tensor& master = const_cast<at::Tensor&>(inputs[n + i]);
+    const at::Tensor grad = working.grad();
+    if (!grad.defined()) continue;
+    if (!grad.sizes().equals(master.sizes())) throw std::invalid_argument("accumulate_grads: gradient " + std::to_string(i) + " does not match its master parameter");
+    // The sum runs in the master's dtype (fp32): small micro-batch gradients are not rounded away.
+    if (master.grad().defined()) master.mutable_grad().add_(grad);
+    else master.mutable_grad() = grad.to(master.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+    working.mutable_grad().reset();
+  }
+  return {};
+}
+
+NamedTensors CopyParams(const std::vector<at::Tensor>& inputs, const OpAttrs&) {
+  if (inputs.size() % 2 != 0) throw std::invalid_argument("copy_params: inputs must be target and source lists of one length");
+  const size_t n = inputs.size() / 2;
+  at::NoGradGuard noGrad;
+  for (size_t i = 0; i < n; ++i) const_cast<at::Tensor&>(inputs[i]).copy_(inputs[n + i]);
+  return {};
+}
+
 }  // namespace torch_dpo

@@ -30,4 +30,11 @@ NamedTensors SumOfSquares(const std::vector<at::Tensor>& inputs, const OpAttrs& 
 // inputs: the parameters; their gradients are released (set to none).
 NamedTensors ZeroGrads(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
 
+// Mixed precision. inputs: working parameters (bf16) then their fp32 masters: each working gradient
+// is added into its master's gradient (created on the first micro-batch) and released.
+NamedTensors AccumulateGrads(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
+
+// inputs: targets then sources of one length: target.copy_(source) (a dtype cast rounds to nearest even).
+NamedTensors CopyParams(const std::vector<at::Tensor>& inputs, const OpAttrs& attrs);
+
 }  // namespace torch_dpo

@@ -1,3 +1,4 @@
+#include "layer_checkpoint.h"
 #include "script_module.h"
 
 #include "atomic_file.h"
@@ -112,6 +113,7 @@ Napi::Function ModuleHandle::DefineClass(Napi::Env env) {
           InstanceAccessor<&ModuleHandle::Disposed>("disposed"),
           InstanceMethod<&ModuleHandle::Dispose>("dispose"),
           InstanceMethod<&ModuleHandle::Run>("run"),
+          InstanceMethod<&ModuleHandle::RunCheckpointed>("runCheckpointed"),
           InstanceMethod<&ModuleHandle::Describe>("describe"),
           InstanceMethod<&ModuleHandle::NamedParameters>("namedParameters"),
           InstanceMethod<&ModuleHandle::NamedBuffers>("namedBuffers"),
@@ -211,6 +213,24 @@ Napi::Value ModuleHandle::Run(const Napi::CallbackInfo& info) {
     c10::IValue out = (*found)(inputs);
     return Completer([out](Napi::Env env) { return FromIValue(env, out); });
   }, grad);
+}
+
+Napi::Value ModuleHandle::RunCheckpointed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0, "runCheckpointed: path");
+  std::string method = StringArg(info, 1, "runCheckpointed: method");
+  if (info.Length() < 3 || !info[2].IsArray()) throw Napi::TypeError::New(env, "runCheckpointed(path, method, inputs[])");
+  Napi::Array array = info[2].As<Napi::Array>();
+  std::vector<at::Tensor> inputs;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    c10::IValue value = ToIValue(array.Get(i), i);
+    if (!value.isTensor()) throw Napi::TypeError::New(env, "runCheckpointed: inputs must be tensors");
+    inputs.push_back(value.toTensor());
+  }
+  return Submit(env, [path, method, inputs](ModuleState& s) {
+    at::Tensor out = CheckpointedCall(s.module, path, method, inputs);
+    return Completer([out](Napi::Env env) { return FromIValue(env, c10::IValue(out)); });
+  }, true);
 }
 
 Napi::Value ModuleHandle::Describe(const Napi::CallbackInfo& info) {

@@ -37,6 +37,9 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   Napi::Promise Submit(Napi::Env env, std::function<Completer(ModuleState&)> work, bool gradEnabled = false);
 
   Napi::Value Device(const Napi::CallbackInfo& info);
+  // runCheckpointed(path, method, inputs) → Promise<tensor>: submodule `path`'s method, with
+  // activation checkpointing (layer_checkpoint.h); always records autograd history.
+  Napi::Value RunCheckpointed(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Run(const Napi::CallbackInfo& info);

@@ -168,12 +168,10 @@ export const FOREIGN_KEYS: Record<string, Translate> = {
   hub_always_push: ignored('nothing is pushed'),
   hub_revision: ignored('nothing is pushed'),
   // ── asked for what torch-dpo does not (yet) do: refused unless off ──
-  bf16: ignored(`${NOT_YET('bf16 mixed precision')}; parameters train in their dtype (dtype: bfloat16 trains in pure bf16)`, is(false, null)),
-  fp16: ignored(`${NOT_YET('fp16 mixed precision')}; parameters train in their dtype`, is(false, null)),
+  fp16: refused('fp16 mixed precision needs dynamic loss scaling, which torch-dpo does not do: use bf16: true (fp32\'s range, no scaling needed)', is(false, null)),
   bf16_full_eval: ignored('evaluation runs in the parameters\' dtype'),
   fp16_full_eval: ignored('evaluation runs in the parameters\' dtype'),
-  gradient_checkpointing: ignored(`${NOT_YET('activation checkpointing')}; activations are kept`, is(false)),
-  gradient_checkpointing_kwargs: ignored('no activation checkpointing yet'),
+  gradient_checkpointing_kwargs: ignored('torch-dpo checkpoints each layer natively; there are no options'),
   activation_offloading: refused(NOT_YET('activation offloading')),
   padding_free: refused(`${NOT_YET('padding-free packing')}; pad_to_multiple_of and train_sampling_strategy: group_by_length cut padding`),
   deepspeed: refused(`DeepSpeed does not run here; use ${LAUNCH}`),
@@ -212,7 +210,7 @@ export const FOREIGN_KEYS: Record<string, Translate> = {
   streaming: refused('streaming datasets are not supported: rows are read and tokenized up front (and cached)'),
   test_split_size: refused('no automatic eval split: put held-out rows in their own file and set eval_dataset'),
   ignore_bias_buffers: ignored('the models have no bool buffers'),
-  gradient_checkpointing_use_reentrant: ignored('no activation checkpointing yet'),
+  gradient_checkpointing_use_reentrant: ignored('torch-dpo checkpoints each layer natively; there are no options'),
 };
 
 /**

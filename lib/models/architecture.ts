@@ -10,6 +10,8 @@ export interface Architecture {
    * the weights uninitialised in `dtype` on `device` because a checkpoint is about to fill them.
    */
   create(config: unknown, options: { init: boolean; dtype?: DType; device?: string }): Promise<{ module: ScriptModule; config: object }>;
+  /** Where the layers are (`<prefix>.<i>`, forward(x, …the rest of prepare_layers' outputs)). */
+  layers(config: object): { prefix: string; count: number };
   /** The longest sequence the model takes (learned positions or max_position_embeddings). */
   maxPositions(config: object): number;
 }

@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import { ConfigError, DataError } from '../errors';
+import { isGradEnabled } from '../grad-mode';
 import { scope } from '../scope';
 import type { DType } from '../native/binding';
 import { Tensor } from '../tensor';
@@ -22,6 +23,8 @@ export interface ModelInfo {
   warnings: string[];
   /** The longest sequence it takes (n_positions, max_position_embeddings; unbounded for dynamic rope). */
   maxPositions: number;
+  /** Built-in architectures: where the layers are, for activation checkpointing (`<prefix>.<i>`). */
+  layers?: { prefix: string; count: number };
 }
 
 /** A causal language model: forward(input_ids, attention_mask) → logits [N,T,V]. */
@@ -34,13 +37,44 @@ export class CausalLM {
 
   /** Logits; anything else the module returns (an HF export's past_key_values, hidden states) is disposed at once. */
   forward(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
+    if (this.checkpointsLayers()) return scope(async () => (await this.module.run('logits_from_hidden', [await this.hiddenByLayers(inputIds, attentionMask)])) as Tensor);
     return scope(async () => logitsOf(await this.module.run('forward', await this.forwardInputs(inputIds, attentionMask))));
   }
 
   /** Last hidden states [N,T,H] (built-in architectures), for the fused-linear loss with lm_head.weight. */
   async forwardHidden(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
     if (!this.info.hasForwardHidden) throw new ConfigError(`${this.info.architecture} from ${this.info.path ?? 'memory'} has no forward_hidden method`);
+    if (this.checkpointsLayers()) return scope(() => this.hiddenByLayers(inputIds, attentionMask));
     return scope(async () => (await this.module.run('forward_hidden', [inputIds, attentionMask])) as Tensor);
+  }
+
+  /**
+   * Activation checkpointing per layer (gradient_checkpointing): while gradients are recorded, each
+   * layer keeps only its input and is re-run in backward. Built-in architectures only: a traced
+   * export is one graph that cannot be split into layers.
+   */
+  setGradientCheckpointing(on: boolean): void {
+    if (on && !this.info.layers) {
+      throw new ConfigError(`gradient_checkpointing: ${this.info.path ?? this.info.architecture} is a traced TorchScript export, which cannot be split into layers; load the folder's safetensors into a built-in architecture (delete model.pt) or turn it off`);
+    }
+    this.#checkpointing = on;
+  }
+
+  get gradientCheckpointing(): boolean { return this.#checkpointing; }
+
+  #checkpointing = false;
+
+  private checkpointsLayers(): boolean {
+    return this.#checkpointing && isGradEnabled();
+  }
+
+  /** prepare_layers, each layer checkpointed, finish_layers: the hidden states forward_hidden computes. */
+  private async hiddenByLayers(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
+    const { prefix, count } = this.info.layers!;
+    const [first, ...rest] = (await this.module.run('prepare_layers', [inputIds, attentionMask])) as Tensor[];
+    let x = first;
+    for (let i = 0; i < count; i += 1) x = await this.module.runCheckpointed(`${prefix}.${i}`, 'forward', [x, ...rest]);
+    return (await this.module.run('finish_layers', [x])) as Tensor;
   }
 
   /** The output projection [V,H] (the tied embedding for GPT-2), for the fused-linear loss. */
@@ -111,7 +145,7 @@ export async function createModel(architecture: string, config: Record<string, u
   const { module, config: full } = await built.create(config, { init: options.init ?? true, dtype: options.dtype, device: options.device });
   const info: ModelInfo = {
     source: 'builtin', architecture, vocabSize: Number((full as { vocab_size: number }).vocab_size),
-    forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [], maxPositions: built.maxPositions(full),
+    forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [], maxPositions: built.maxPositions(full), layers: built.layers(full),
   };
   return new CausalLM(module, { model_type: architecture, architectures: [built.className], ...full }, info);
 }

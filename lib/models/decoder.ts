@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor';
 import { ones, zeros } from '../tensor-functions';
 import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, type AttentionImplementation } from './attention';
 import type { Architecture } from './architecture';
-import { initialWeight, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
+import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
 import { ropePositionLimit, ropeSource, type RopeSpec } from './rope';
 import { ScriptModule } from './script-module';
 
@@ -106,15 +106,22 @@ function modelSource(spec: DecoderSpec): string {
   const windows = [...new Set(spec.windows.filter((w) => w > 0))];
   // One window size at most across layers (HF configs have one sliding_window); masks built once per forward.
   const windowMask = windows.length ? `self.attention_mask(attention_mask, T, ${windows[0]})` : 'full_mask';
+  // prepare / finish split the forward around the layers for activation checkpointing (layer by layer).
   return `
-def forward(self, input_ids, attention_mask):
+def prepare(self, input_ids, attention_mask):
     T = input_ids.size(1)
     x = self.embed_tokens.forward(input_ids)
     cos, sin = self.rotary(T, x)
     full_mask = self.attention_mask(attention_mask, T, 0)
     window_mask = ${windowMask}
-    x = self.layers.forward(x, full_mask, window_mask, cos, sin)
+    return x, full_mask, window_mask, cos, sin
+
+def finish(self, x):
     return self.norm.forward(x)
+
+def forward(self, input_ids, attention_mask):
+    x, full_mask, window_mask, cos, sin = self.prepare(input_ids, attention_mask)
+    return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin))
 ` + ATTENTION_MASK_SOURCE + ropeSource(spec.rope, spec.headDim);
 }
 
@@ -124,7 +131,7 @@ def forward_hidden(self, input_ids, attention_mask):
 
 def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
-`;
+` + layerStepsSource('model');
 
 /** Builds `<family>ForCausalLM` from the spec, with HF's initialiser (N(0, initializer_range), unit norms, zero biases). */
 export async function createDecoder(spec: DecoderSpec): Promise<ScriptModule> {
@@ -189,6 +196,9 @@ export function decoderArchitecture<S extends z.ZodTypeAny>(name: string, schema
       const config = parseArchitectureConfig(schema, input, name);
       const module = await createDecoder({ ...toSpec(config), family, ...options });
       return { module, config };
+    },
+    layers(config) {
+      return { prefix: 'model.layers', count: (config as { num_hidden_layers: number }).num_hidden_layers };
     },
     maxPositions(config) {
       const spec = toSpec(parseArchitectureConfig(schema, config, name));

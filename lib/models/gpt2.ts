@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ones, zeros } from '../tensor-functions';
 import type { Architecture } from './architecture';
 import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, type AttentionImplementation } from './attention';
-import { initialWeight, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
+import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
 import type { DType } from '../native/binding';
 import { ScriptModule } from './script-module';
 
@@ -70,13 +70,19 @@ def forward(self, ids):
     return torch.embedding(self.weight, ids)
 `;
 const TRANSFORMER = `
-def forward(self, input_ids, attention_mask):
+def prepare(self, input_ids, attention_mask):
     T = input_ids.size(1)
     positions = torch.arange(T, device=input_ids.device).unsqueeze(0)
     x = self.wte.forward(input_ids) + self.wpe.forward(positions)
     x = torch.dropout(x, self.embd_pdrop, self.training)
-    x = self.h.forward(x, self.attention_mask(attention_mask, T, 0))
+    return x, self.attention_mask(attention_mask, T, 0)
+
+def finish(self, x):
     return self.ln_f.forward(x)
+
+def forward(self, input_ids, attention_mask):
+    x, mask = self.prepare(input_ids, attention_mask)
+    return self.finish(self.h.forward(x, mask))
 ` + ATTENTION_MASK_SOURCE;
 const LM_HEAD = `
 def forward(self, x):
@@ -88,7 +94,7 @@ def forward_hidden(self, input_ids, attention_mask):
 
 def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
-`;
+` + layerStepsSource('transformer');
 
 /**
  * GPT-2 (HF GPT2LMHeadModel layout and parameter names; lm_head tied to transformer.wte) assembled
@@ -146,5 +152,6 @@ async function createGpt2(input: unknown, options: { init: boolean; dtype?: DTyp
 export const gpt2: Architecture = {
   className: 'GPT2LMHeadModel',
   create: createGpt2,
+  layers: (config) => ({ prefix: 'transformer.h', count: (config as { n_layer: number }).n_layer }),
   maxPositions: (config) => parseArchitectureConfig(gpt2ConfigSchema, config, 'gpt2').n_positions,
 };

@@ -60,7 +60,8 @@ async function loadTorchScript(scriptFile: string, config: Record<string, unknow
     if (baked.some((d) => d !== wanted)) {
       warnings.push(`${scriptFile} was traced with device constants on ${baked.join(', ')} but is loaded on ${options.device ?? 'cpu'}: parts of the graph may run on the wrong device; trace it on ${wanted}`);
     }
-    if (options.dtype) await checkBakedDtypes(module, scriptFile, forward.graph, options.dtype, config, warnings);
+    const cast = options.dtype ? await bakedCast(module, forward.graph, options.dtype) : null;
+    if (cast && !cast.downcast) warnings.push(`${scriptFile}: cast to ${options.dtype}, but ${cast.what}: those ops still compute in ${cast.traced}`);
     if (!described.training) warnings.push(`${scriptFile} was saved in eval mode: a traced graph keeps that mode, so dropout stays off while training`);
     const info: ModelInfo = {
       source: 'torchscript', path: scriptFile, architecture: String((config.architectures as string[] | undefined)?.[0] ?? described.type),
@@ -69,7 +70,11 @@ async function loadTorchScript(scriptFile: string, config: Record<string, unknow
       maxPositions: Number(config.n_positions ?? config.max_position_embeddings ?? Number.POSITIVE_INFINITY),
     };
     const model = new CausalLM(module, config, info);
-    if (options.dtype) await model.to({ dtype: options.dtype });
+    if (options.dtype) {
+      const problem = await bakedDowncastProblem(model, options.dtype);
+      if (problem) throw new ConfigError(`${scriptFile}: dtype ${options.dtype} cannot be applied: ${problem}`);
+      await model.to({ dtype: options.dtype });
+    }
     return model;
   } catch (err) {
     module.dispose();
@@ -79,25 +84,38 @@ async function loadTorchScript(scriptFile: string, config: Record<string, unknow
 
 const PRECISION: Partial<Record<DType, number>> = { float16: 1, bfloat16: 1, float32: 2, float64: 3 };
 
+interface BakedCast {
+  /** The dtype the model was traced in (its parameters' dtype). */
+  traced: DType;
+  /** "the model was traced in float32 and the trace baked float32 into 19 op(s) (first: …)". */
+  what: string;
+  downcast: boolean;
+}
+
 /**
  * A trace records the dtype of every x.to(dtype) / full_like(..., dtype) it saw. Cast below the dtype
- * it was traced in (its parameters' dtype: fp32 → bf16), such a graph sends fp32 activations into
- * bf16 matmuls and fails deep in the interpreter: refused up front. Cast above it (fp32 → fp64, for
- * exact references) the baked parts promote and run, in the old precision: a warning. Constants in a
- * model traced in the target dtype are its intended casts (fp32 norms in a bf16 trace) and pass.
+ * it was traced in (fp32 → bf16), such a graph sends fp32 activations into bf16 matmuls and fails
+ * deep in the interpreter; cast above it (fp32 → fp64, for exact references) the baked parts promote
+ * and run, in the old precision. Constants of a model traced in the target dtype are its intended
+ * casts (fp32 norms in a bf16 trace). Null: nothing baked stands in the way.
  */
-async function checkBakedDtypes(module: ScriptModule, scriptFile: string, graph: string, dtype: DType, config: Record<string, unknown>, warnings: string[]): Promise<void> {
+async function bakedCast(module: ScriptModule, graph: string, dtype: DType): Promise<BakedCast | null> {
   const traced = await scope(async () => (await module.namedParameters()).map((p) => p.tensor.dtype).find((d) => FLOAT_DTYPES.has(d)));
   const baked = bakedFloatDtypes(graph);
-  if (!traced || traced === dtype || baked.length === 0) return;
+  if (!traced || traced === dtype || baked.length === 0) return null;
   const first = baked.find((b) => b.dtype === traced) ?? baked[0];
   const what = `the model was traced in ${traced} and the trace baked ${first.dtype} into ${baked.length} op(s) (first: ${first.node})`;
-  if ((PRECISION[dtype] ?? 0) >= (PRECISION[traced] ?? 0)) {
-    warnings.push(`${scriptFile}: cast to ${dtype}, but ${what}: those ops still compute in ${first.dtype}`);
-    return;
-  }
-  const builtin = config.model_type ? `, or delete model.pt so the folder's safetensors load into the built-in '${String(config.model_type)}' architecture` : '';
-  throw new ConfigError(`${scriptFile}: dtype ${dtype} cannot be applied: ${what}; trace it in ${dtype} (model.to(torch.${dtype}) before torch.jit.trace)${builtin}`);
+  return { traced, what, downcast: (PRECISION[dtype] ?? 0) < (PRECISION[traced] ?? 0) };
+}
+
+/** Why a loaded model cannot run in `dtype` (a traced export cast below its traced dtype, with the fix), or null. */
+export async function bakedDowncastProblem(model: CausalLM, dtype: DType): Promise<string | null> {
+  if (model.info.source !== 'torchscript') return null;
+  const forward = (await model.module.describe()).methods.find((m) => m.name === 'forward');
+  const cast = forward ? await bakedCast(model.module, forward.graph, dtype) : null;
+  if (!cast?.downcast) return null;
+  const builtin = model.config.model_type ? `, or delete model.pt so the folder's safetensors load into the built-in '${String(model.config.model_type)}' architecture` : '';
+  return `${cast.what}; trace it in ${dtype} (model.to(torch.${dtype}) before torch.jit.trace)${builtin}`;
 }
 
 async function loadBuiltin(dir: string, config: Record<string, unknown>, options: LoadModelOptions): Promise<CausalLM> {

@@ -60,6 +60,23 @@ export async function initialWeight(shape: number[], std: number, init: boolean,
   }
 }
 
+/**
+ * The causal LM's forward in three steps around its layers, for activation checkpointing layer by
+ * layer (CausalLM runs the layers in between): `body` is the submodule with prepare() and finish().
+ */
+export function layerStepsSource(body: string): string {
+  return `
+def prepare_layers(self, input_ids, attention_mask):
+    return self.${body}.prepare(input_ids, attention_mask)
+
+def finish_layers(self, x):
+    return self.${body}.finish(x)
+
+def logits_from_hidden(self, hidden):
+    return self.lm_head.forward(hidden)
+`;
+}
+
 /** Registers several submodules in order. */
 export async function registerAll(parent: ScriptModule, children: Record<string, ScriptModule>): Promise<void> {
   for (const [key, child] of Object.entries(children)) await parent.registerModule(key, child);

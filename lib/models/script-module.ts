@@ -66,6 +66,15 @@ export class ScriptModule {
   }
   forward(...inputs: ModuleInput[]): Promise<ModuleValue> { return this.run('forward', inputs); }
 
+  /**
+   * Submodule `path`'s method (e.g. 'model.layers.3', 'forward') with activation checkpointing: the
+   * forward keeps only the inputs; backward re-runs the call with the same RNG states (dropout
+   * matches) and backpropagates through it. Returns the call's one tensor.
+   */
+  async runCheckpointed(path: string, method: string, inputs: Tensor[]): Promise<Tensor> {
+    return wrapValue(await settle(`${path}.${method}() (checkpointed)`, this.handle.runCheckpointed(path, method, inputs.map((x) => x.handle)))) as Tensor;
+  }
+
   describe() { return settle('describe', this.handle.describe()); }
 
   async namedParameters(): Promise<NamedTensor[]> {

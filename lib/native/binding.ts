@@ -51,6 +51,8 @@ export interface NativeModule {
   readonly disposed: boolean;
   dispose(): void;
   run(method: string, inputs: NativeModuleInput[], gradEnabled: boolean): Promise<NativeModuleValue>;
+  /** Submodule `path` (dotted)'s method on tensors, activation-checkpointed: only the inputs are kept; backward re-runs it. */
+  runCheckpointed(path: string, method: string, inputs: NativeTensor[]): Promise<NativeModuleValue>;
   describe(): Promise<NativeModuleDescription>;
   namedParameters(): Promise<NativeNamedTensor[]>;
   namedBuffers(): Promise<NativeNamedTensor[]>;

@@ -75,6 +75,7 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
     throw new ConfigError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`);
   }
   await run.policy.loadSafetensors(path); // the checkpoint folder: one file, or shards with their index
+  await run.mixed?.refresh(); // the bf16 working copy follows the restored fp32 masters
   const file = run.optimizer.stateFile(rank);
   const tensors = readOptimizerState(path, file);
   try {

@@ -13,6 +13,7 @@ import { noGrad } from '../grad-mode';
 import { dpoLossConfigOf, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel } from '../models/causal-lm';
 import { loadModel } from '../models/load-model';
+import { MixedPrecision } from './mixed-precision';
 import { createOptimizer, type Optimizer } from '../optim/optimizer';
 import { optimizerConfigOf } from '../optim/optimizer-config';
 import { manualSeed } from '../runtime';
@@ -32,7 +33,10 @@ export interface RunParts {
   /** Rank 0's hold on output_dir (lock, metrics); null on other ranks and for read-only commands. */
   output: OutputDir | null;
   device: string;
+  /** The trained weights (fp32 masters under bf16 mixed precision): optimizer, checkpoints, exports. */
   policy: CausalLM;
+  /** bf16: true: the working copy forward and backward run on, and its bookkeeping. */
+  mixed: MixedPrecision | null;
   reference: Reference;
   tokenizer: HfTokenizer;
   pairs: TokenizedPair[];
@@ -97,18 +101,24 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     const rankDevice = parallel?.device(device) ?? device;
     const loss = dpoLossConfigOf(c);
     let policy: CausalLM;
+    // bf16 mixed precision keeps the policy's weights in fp32 (the masters), whatever is stored.
+    const dtype = c.dtype ?? (c.bf16 ? 'float32' : undefined);
     if (c.model_name_or_path) {
-      policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype: c.dtype });
+      policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype });
     } else {
-      policy = await createModel(c.model!.architecture, c.model!.config, { dtype: c.dtype, device: rankDevice });
+      policy = await createModel(c.model!.architecture, c.model!.config, { dtype, device: rankDevice });
     }
     made.push(policy);
     // Every rank starts from rank 0's weights.
     if (parallel) await scope(() => noGrad(async () => parallel.group.broadcast((await policy.namedParameters()).map((p) => p.tensor), 0)));
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await policy.train(!c.disable_dropout);
+    const mixed = c.bf16 ? await MixedPrecision.create(policy) : null;
+    if (mixed) made.push(mixed);
+    if (c.gradient_checkpointing) (mixed?.working ?? policy).setGradientCheckpointing(true);
     faultPoint('setup:model-loaded');
-    let referenceModel = loss.reference_free ? null : await policy.referenceCopy();
+    // The reference computes like the policy does (in bf16 under mixed precision).
+    let referenceModel = loss.reference_free ? null : await (mixed?.working ?? policy).referenceCopy();
     if (referenceModel) made.push(referenceModel);
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
@@ -137,7 +147,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     made.push(optimizer);
     stopIfAsked();
     return {
-      config: c, loss, parallel, output, device: rankDevice, policy, reference, tokenizer, pairs: train.pairs, evalPairs: evaluation?.pairs ?? [],
+      config: c, loss, parallel, output, device: rankDevice, policy, mixed, reference, tokenizer, pairs: train.pairs, evalPairs: evaluation?.pairs ?? [],
       dataReport: train.report, evalDataReport: evaluation?.report ?? null, sampler, optimizer, schedule: runSchedule(c, sampler.stepsPerEpoch),
     };
   } catch (err) {

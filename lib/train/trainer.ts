@@ -118,9 +118,16 @@ export class DPOTrainer extends EventEmitter {
   /** Where TensorBoard event files of this run go (null when not written). */
   get tensorboardPath(): string | null { return this.log.tensorboardPath; }
 
+  /** The model forward and backward run on: the bf16 working copy under mixed precision, else the policy. */
+  private get compute(): CausalLM {
+    return this.run.mixed?.working ?? this.policy;
+  }
+
   /** The policy as the start summary and the report describe it. */
   async describeModel(): Promise<ModelSummary> {
-    return describeModel(this.policy, this.device);
+    const summary = await describeModel(this.policy, this.device);
+    const dtype = this.run.mixed ? `${summary.dtype} masters, bfloat16 compute (bf16 mixed precision)` : summary.dtype;
+    return { ...summary, dtype: this.compute.gradientCheckpointing ? `${dtype}, activation checkpointing per layer` : dtype };
   }
 
   /** Saves output_dir/checkpoint-<step> (every rank calls it); returns its path. */
@@ -135,7 +142,7 @@ export class DPOTrainer extends EventEmitter {
   async evaluate(pairs: TokenizedPair[] = this.evalPairs): Promise<Record<string, number>> {
     const split = pairs === this.evalPairs ? 'eval' : 'other';
     return evaluatePairs(pairs, {
-      policy: this.policy, loss: this.loss, padId: this.tokenizer.padId, parallel: this.run.parallel,
+      policy: this.compute, loss: this.loss, padId: this.tokenizer.padId, parallel: this.run.parallel,
       referenceFor: (indices) => batchReference(this.reference, split, indices),
       batchSize: this.config.per_device_eval_batch_size, padToMultipleOf: this.config.pad_to_multiple_of, fusedLinear: this.config.use_fused_linear,
     });
@@ -218,6 +225,7 @@ export class DPOTrainer extends EventEmitter {
     if (finite) {
       optimizer.lr = schedule.learningRateFor(this.step + 1);
       await optimizer.step();
+      await this.run.mixed?.refresh();
     } else {
       // A non-finite loss or gradient: skip the update (the data moves on) and count it.
       this.nonfiniteSteps += 1;
@@ -226,7 +234,7 @@ export class DPOTrainer extends EventEmitter {
     this.step += 1;
     this.stepping = false;
     if (finite && this.config.sync_ref_model && this.reference.kind === 'model' && this.step % this.config.ref_model_sync_steps === 0) {
-      await syncReference(this.policy, this.reference.model, this.config.ref_model_mixup_alpha);
+      await syncReference(this.compute, this.reference.model, this.config.ref_model_mixup_alpha);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const tokens = results.reduce((s, r) => s + r.tokens, 0);
@@ -264,10 +272,11 @@ export class DPOTrainer extends EventEmitter {
       // Gradients are final in the last micro-batch's backward: the optimizer may start reducing them as it runs.
       if (k === micro.length - 1) this.run.optimizer.beforeFinalBackward();
       // Submit this micro-batch's forward, then build the next batch while the device works.
-      const pending = microStep(this.policy, batchReference(this.reference, 'train', indices), batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
+      const pending = microStep(this.compute, batchReference(this.reference, 'train', indices), batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
       const next = k + 1 < micro.length ? collateAt(k + 1) : null;
       try {
         results.push(await pending);
+        await this.run.mixed?.accumulateGrads();
       } catch (err) {
         if (next) disposeBatch(next);
         throw err;
@@ -320,6 +329,7 @@ export class DPOTrainer extends EventEmitter {
   dispose(): void {
     this.run.output?.release();
     this.policy.dispose();
+    this.run.mixed?.dispose();
     if (this.reference.kind === 'model') this.reference.model.dispose();
     this.run.optimizer.dispose();
     this.run.parallel?.dispose();

@@ -1,0 +1,17 @@
+// Activation checkpointing of one TorchScript submodule call (a decoder layer): the forward keeps
+// only the call's inputs; the backward re-runs the call with the RNG states of the first run (so
+// dropout draws the same masks) and backpropagates through it.
+#pragma once
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+namespace torch_dpo {
+
+// module.<path>.<method>(inputs) → its tensor output, checkpointed. `path` is a dotted submodule
+// path ("model.layers.3"); inputs are tensors (float ones get gradients).
+at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs);
+
+}  // namespace torch_dpo
