@@ -81,3 +81,26 @@ describe('gradient_checkpointing in a DPO run', () => {
     expect(await run('mixed-checkpointed', { bf16: true, gradient_checkpointing: true })).toEqual(mixed);
   });
 });
+
+it('data parallel: 2 ranks with checkpointing (and accumulation) follow 1 plain process (launch, Gloo)', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { CLI } = await import('./support/cli-project');
+  const { freePort } = await import('./support/free-port');
+  const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-ckpt-ddp-'));
+  const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `w${10 + i} w11 w12`, chosen: ' w3 w4', rejected: ' w5 w9 w7' }));
+  writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [`model_name_or_path: ${join(__dirname, 'fixtures', 'hf-qwen3')}`, `train_dataset: ${join(dir, 'train.jsonl')}`, 'max_steps: 4', 'logging_steps: 1',
+    'learning_rate: 0.001', 'dtype: float32', 'cache_dir: false', 'save_strategy: "no"', 'save_final_model: false', 'report_to: []'].join('\n'));
+  const lossesOf = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r).map((r) => r.loss as number);
+  const one = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=4'], { encoding: 'utf8' });
+  expect(one.status === 0 ? '' : one.stderr).toBe('');
+  const two = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', 'train', '--config', config,
+    '--set', `output_dir=${join(dir, 'two')}`, '--set', 'per_device_train_batch_size=1', '--set', 'gradient_accumulation_steps=2', '--set', 'gradient_checkpointing=true'], { encoding: 'utf8' });
+  expect(two.status === 0 ? '' : two.stderr).toBe('');
+  const [a, b] = [lossesOf(join(dir, 'one')), lossesOf(join(dir, 'two'))];
+  expect(b).toHaveLength(4);
+  b.forEach((l, i) => expect(Math.abs(l - a[i]) / a[i]).toBeLessThanOrEqual(1e-5));
+});
