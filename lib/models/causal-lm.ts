@@ -29,6 +29,9 @@ export interface ModelInfo {
 
 /** A causal language model: forward(input_ids, attention_mask) → logits [N,T,V]. */
 export class CausalLM {
+  /** Layers run one by one, checkpointed, while gradients are recorded (setGradientCheckpointing). */
+  #checkpointing = false;
+
   constructor(
     readonly module: ScriptModule,
     readonly config: Record<string, unknown>,
@@ -61,8 +64,6 @@ export class CausalLM {
   }
 
   get gradientCheckpointing(): boolean { return this.#checkpointing; }
-
-  #checkpointing = false;
 
   private checkpointsLayers(): boolean {
     return this.#checkpointing && isGradEnabled();
