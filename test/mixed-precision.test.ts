@@ -83,7 +83,7 @@ describe('bf16 mixed precision', () => {
     accumulated.losses.forEach((l, i) => expect(Math.abs(l - straight.losses[i])).toBeLessThanOrEqual(0.01));
   });
 
-  it('2 ranks × 2 pairs follow 1 process × 4 pairs (launch, Gloo)', async () => {
+  it('2 ranks × 2 pairs follow 1 process × 4 pairs, with and without optimizer sharding (launch, Gloo)', async () => {
     const { dir, data } = project();
     const config = join(dir, 'config.yaml');
     writeFileSync(config, [`model_name_or_path: ${FIXTURE}`, `train_dataset: ${data}`, 'max_steps: 5', 'logging_steps: 1', 'learning_rate: 0.001',
@@ -94,9 +94,15 @@ describe('bf16 mixed precision', () => {
     const two = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--',
       'train', '--config', config, '--set', `output_dir=${join(dir, 'two')}`, '--set', 'per_device_train_batch_size=2'], { encoding: 'utf8' });
     expect(two.status === 0 ? '' : two.stderr).toBe('');
-    const [a, b] = [lossesOf(join(dir, 'one')), lossesOf(join(dir, 'two'))];
-    expect(b).toHaveLength(5);
-    b.forEach((l, i) => expect(Math.abs(l - a[i])).toBeLessThanOrEqual(0.01));
+    // ZeRO-1 reduce-scatters the masters' accumulated fp32 gradients the same way.
+    const sharded = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--',
+      'train', '--config', config, '--set', `output_dir=${join(dir, 'sharded')}`, '--set', 'per_device_train_batch_size=2', '--set', 'optimizer_sharding=true'], { encoding: 'utf8' });
+    expect(sharded.status === 0 ? '' : sharded.stderr).toBe('');
+    const a = lossesOf(join(dir, 'one'));
+    for (const b of [lossesOf(join(dir, 'two')), lossesOf(join(dir, 'sharded'))]) {
+      expect(b).toHaveLength(5);
+      b.forEach((l, i) => expect(Math.abs(l - a[i])).toBeLessThanOrEqual(0.01));
+    }
   });
 
   it('refuses what cannot be mixed precision, in one line', async () => {
