@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DataError, Tensor, noGrad } from '../lib';
+import { ConfigError, DataError, empty, Tensor, noGrad } from '../lib';
 import { createModel } from '../lib/models/causal-lm';
 import { loadModel } from '../lib/models/load-model';
 import { entryToTensor, readSafetensors, SafetensorsReader, writeSafetensors } from '../lib/models/safetensors';
@@ -83,8 +83,11 @@ describe('HF weight folders: one file or shards with an index', () => {
     const reader = new SafetensorsReader(file);
     try {
       const name = 'transformer.wte.weight';
-      expect(Buffer.from(reader.entry(name).bytes)).toEqual(Buffer.from(all.get(name)!.bytes));
-      expect(reader.header.tensors.get(name)!.length).toBe(64 * 32 * 4);
+      const at = reader.header.tensors.get(name)!;
+      // The loader's positioned read: the tensor's bytes straight into a tensor of its dtype.
+      const read = await (await empty(at.shape, { dtype: at.dtype })).readFile_(file, at.offset);
+      expect(Buffer.from(new Uint8Array((await read.toTypedArray() as Float32Array).buffer))).toEqual(Buffer.from(all.get(name)!.bytes));
+      expect(at.length).toBe(64 * 32 * 4);
     } finally {
       reader.close();
     }

@@ -61,7 +61,8 @@ async function loadTorchScript(scriptFile: string, config: Record<string, unknow
       warnings.push(`${scriptFile} was traced with device constants on ${baked.join(', ')} but is loaded on ${options.device ?? 'cpu'}: parts of the graph may run on the wrong device; trace it on ${wanted}`);
     }
     const cast = options.dtype ? await bakedCast(module, forward.graph, options.dtype) : null;
-    if (cast && !cast.downcast) warnings.push(`${scriptFile}: cast to ${options.dtype}, but ${cast.what}: those ops still compute in ${cast.traced}`);
+    if (cast?.downcast) throw new ConfigError(`${scriptFile}: dtype ${options.dtype} cannot be applied: ${downcastFix(cast, options.dtype!, config)}`);
+    if (cast) warnings.push(`${scriptFile}: cast to ${options.dtype}, but ${cast.what}: those ops still compute in ${cast.traced}`);
     if (!described.training) warnings.push(`${scriptFile} was saved in eval mode: a traced graph keeps that mode, so dropout stays off while training`);
     const info: ModelInfo = {
       source: 'torchscript', path: scriptFile, architecture: String((config.architectures as string[] | undefined)?.[0] ?? described.type),
@@ -70,11 +71,7 @@ async function loadTorchScript(scriptFile: string, config: Record<string, unknow
       maxPositions: Number(config.n_positions ?? config.max_position_embeddings ?? Number.POSITIVE_INFINITY),
     };
     const model = new CausalLM(module, config, info);
-    if (options.dtype) {
-      const problem = await bakedDowncastProblem(model, options.dtype);
-      if (problem) throw new ConfigError(`${scriptFile}: dtype ${options.dtype} cannot be applied: ${problem}`);
-      await model.to({ dtype: options.dtype });
-    }
+    if (options.dtype) await model.to({ dtype: options.dtype });
     return model;
   } catch (err) {
     module.dispose();
@@ -113,8 +110,12 @@ export async function bakedDowncastProblem(model: CausalLM, dtype: DType): Promi
   if (model.info.source !== 'torchscript') return null;
   const forward = (await model.module.describe()).methods.find((m) => m.name === 'forward');
   const cast = forward ? await bakedCast(model.module, forward.graph, dtype) : null;
-  if (!cast?.downcast) return null;
-  const builtin = model.config.model_type ? `, or delete model.pt so the folder's safetensors load into the built-in '${String(model.config.model_type)}' architecture` : '';
+  return cast?.downcast ? downcastFix(cast, dtype, model.config) : null;
+}
+
+/** What a down-cast trace baked, and the two ways out. */
+function downcastFix(cast: BakedCast, dtype: DType, config: Record<string, unknown>): string {
+  const builtin = config.model_type ? `, or delete model.pt so the folder's safetensors load into the built-in '${String(config.model_type)}' architecture` : '';
   return `${cast.what}; trace it in ${dtype} (model.to(torch.${dtype}) before torch.jit.trace)${builtin}`;
 }
 

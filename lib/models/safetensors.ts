@@ -103,13 +103,6 @@ export class SafetensorsReader {
     return out;
   }
 
-  /** One tensor's dtype, shape and bytes (a fresh buffer). */
-  entry(name: string): SafetensorsEntry {
-    const at = this.header.tensors.get(name);
-    if (!at) throw new DataError(`${this.path}: no tensor '${name}'`);
-    return { dtype: at.dtype, shape: at.shape, bytes: this.readAt(at.offset, at.length) };
-  }
-
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;

@@ -13,20 +13,17 @@ export const INDEX_FILE = 'model.safetensors.index.json';
 export const shardName = (k: number, n: number) => `model-${String(k).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
 
 /** Files of an HF model folder that travel with its weights on export (when the source has them). */
-export const COMPANION_FILES = [
+const COMPANION_FILES = [
   'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json',
   'chat_template.jinja', 'chat_template.json', 'tokenizer.model', 'vocab.json', 'merges.txt',
 ];
 
-/** Copies the companion files `from` has into `to`, each written atomically; returns their names. */
-export function copyCompanionFiles(from: string, to: string): string[] {
-  const copied: string[] = [];
+/** Copies the companion files `from` has into `to`, each written atomically. */
+export function copyCompanionFiles(from: string, to: string): void {
+  if (resolve(from) === resolve(to)) return;
   for (const name of COMPANION_FILES) {
-    if (!existsSync(join(from, name)) || resolve(from) === resolve(to)) continue;
-    writeFileAtomic(join(to, name), readFileSync(join(from, name)));
-    copied.push(name);
+    if (existsSync(join(from, name))) writeFileAtomic(join(to, name), readFileSync(join(from, name)));
   }
-  return copied;
 }
 
 /** True when the folder holds safetensors weights (one file or an index of shards). */
