@@ -16,6 +16,8 @@ export { ARCHITECTURES, ARCHITECTURE_NAMES, type ArchitectureName } from './mode
 export { ScriptModule, type ModuleInput, type ModuleValue, type NamedTensor } from './models/script-module';
 export { readSafetensors, writeSafetensors, entryToTensor, type SafetensorsEntry, type SafetensorsFile } from './models/safetensors';
 export { loadSafetensorsInto, exportSafetensors } from './models/weights';
+export { DEFAULT_LORA_TARGETS, type LoraOptions, type AdapterInfo } from './models/lora';
+export { readAdapterOptions, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './models/peft-files';
 export { gpt2ConfigSchema, type Gpt2Config } from './models/gpt2';
 export { llamaConfigSchema } from './models/llama';
 export { mistralConfigSchema } from './models/mistral';

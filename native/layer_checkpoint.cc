@@ -49,7 +49,9 @@ at::Tensor Call(const torch::jit::Module& module, const std::string& method, con
 }
 
 struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
-  static variable_list forward(AutogradContext* ctx, c10::IValue module, std::string method, at::TensorList inputs) {
+  // `anchor`: a trainable parameter of the layer, passed only when no input requires grad (LoRA's
+  // frozen embeddings feed the first layer), so that the output still gets a grad_fn.
+  static variable_list forward(AutogradContext* ctx, c10::IValue module, std::string method, at::TensorList inputs, at::TensorList anchor) {
     std::vector<at::Tensor> in(inputs.begin(), inputs.end());
     auto generators = GeneratorsFor(in);
     ctx->saved_data["module"] = module;
@@ -86,6 +88,8 @@ struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
     torch::autograd::backward({out}, {grads[0]});
     variable_list result{at::Tensor(), at::Tensor()};  // module, method
     for (const auto& d : detached) result.push_back(d.requires_grad() ? d.grad() : at::Tensor());
+    // The anchor's gradient (if any) accumulated in the re-run's backward above.
+    result.push_back(at::Tensor());
     return result;
   }
 };
@@ -107,7 +111,18 @@ torch::jit::Module Submodule(const torch::jit::Module& root, const std::string& 
 
 at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs) {
   torch::jit::Module layer = Submodule(root, path);
-  return LayerCheckpoint::apply(c10::IValue(layer._ivalue()), method, at::TensorList(inputs))[0];
+  std::vector<at::Tensor> anchor;
+  bool inputNeedsGrad = false;
+  for (const auto& t : inputs) inputNeedsGrad = inputNeedsGrad || t.requires_grad();
+  if (!inputNeedsGrad) {
+    for (const auto& p : layer.parameters(true)) {
+      if (p.requires_grad()) {
+        anchor.push_back(p);
+        break;
+      }
+    }
+  }
+  return LayerCheckpoint::apply(c10::IValue(layer._ivalue()), method, at::TensorList(inputs), at::TensorList(anchor))[0];
 }
 
 }  // namespace torch_dpo

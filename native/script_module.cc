@@ -119,6 +119,7 @@ Napi::Function ModuleHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&ModuleHandle::NamedBuffers>("namedBuffers"),
           InstanceMethod<&ModuleHandle::SetTraining>("setTraining"),
           InstanceMethod<&ModuleHandle::SetRequiresGrad>("setRequiresGrad"),
+          InstanceMethod<&ModuleHandle::SetFlag>("setFlag"),
           InstanceMethod<&ModuleHandle::To>("to"),
           InstanceMethod<&ModuleHandle::DeepCopy>("deepCopy"),
           InstanceMethod<&ModuleHandle::Save>("save"),
@@ -282,6 +283,23 @@ Napi::Value ModuleHandle::SetTraining(const Napi::CallbackInfo& info) {
   return Submit(info.Env(), [on](ModuleState& s) {
     s.module.train(on);
     return Completer();
+  });
+}
+
+Napi::Value ModuleHandle::SetFlag(const Napi::CallbackInfo& info) {
+  std::string name = StringArg(info, 0, "setFlag: name");
+  if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setFlag(name, on: boolean)");
+  bool on = info[1].As<Napi::Boolean>().Value();
+  return Submit(info.Env(), [name, on](ModuleState& s) {
+    // On the module's worker, so the flag changes between jobs, never during one.
+    int64_t count = 0;
+    for (torch::jit::Module m : s.module.modules()) {
+      if (m.hasattr(name) && m.attr(name).isBool()) {
+        m.setattr(name, on);
+        count += 1;
+      }
+    }
+    return Completer([count](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(count)); });
   });
 }
 

@@ -48,6 +48,9 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   Napi::Value NamedBuffers(const Napi::CallbackInfo& info);
   Napi::Value SetTraining(const Napi::CallbackInfo& info);
   Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info);
+  // setFlag(name, on) → Promise<number>: sets the bool attribute `name` of this module and every
+  // submodule that has one (LoRA's lora_enabled); resolves to how many were set.
+  Napi::Value SetFlag(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value DeepCopy(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);

@@ -1,3 +1,4 @@
+import type { DType } from '../native/binding';
 import { ConfigError } from '../errors';
 import { writeHtmlReport } from '../report/html-report';
 import type { TrainerConfigInput } from '../train/config';
@@ -35,7 +36,7 @@ export async function runEval(options: ConfigOptions & { checkpoint?: string }):
   const config = loadConfig(options, { report_to: [] });
   if (!config.eval_dataset) throw new ConfigError('eval needs eval_dataset in the config (or --set eval_dataset=…)');
   const metrics = await withTrainer('eval', config, async (t) => {
-    if (options.checkpoint) await t.policy.loadSafetensors(options.checkpoint);
+    if (options.checkpoint) await t.policy.loadTrained(options.checkpoint);
     return t.evaluate();
   });
   print(JSON.stringify(metrics));
@@ -51,13 +52,15 @@ export async function runPrecomputeRef(options: ConfigOptions): Promise<number> 
   return 0;
 }
 
-/** Writes a checkpoint's policy as HF safetensors + config + tokenizer and TorchScript model.pt. */
-export async function runExport(options: ConfigOptions & { checkpoint: string; out: string; dtype?: string }): Promise<number> {
+/**
+ * Writes a checkpoint's policy as HF safetensors + config + tokenizer and TorchScript model.pt; under
+ * LoRA its adapter (PEFT files), or with --merge the merged model.
+ */
+export async function runExport(options: ConfigOptions & { checkpoint: string; out: string; dtype?: string; merge?: boolean }): Promise<number> {
   const config = loadConfig(options, { report_to: [], reference_free: true });
   const out = await withTrainer('export', config, async (t) => {
-    await t.policy.loadSafetensors(options.checkpoint);
-    if (options.dtype) await t.policy.to({ dtype: options.dtype as never });
-    return t.exportFinal(options.out);
+    await t.policy.loadTrained(options.checkpoint);
+    return t.exportFinal(options.out, { merge: options.merge, dtype: options.dtype as DType | undefined });
   });
   print(`exported to ${out}`);
   return 0;

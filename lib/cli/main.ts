@@ -46,9 +46,10 @@ export function buildProgram(run: (code: Promise<number> | number) => void): Com
     .action((o, cmd: Command) => run((needsConfig(cmd, o), runEval(o))));
   withConfig(program.command('precompute-ref').description('compute and cache the reference log-probs (precompute_ref_log_probs)'))
     .action((o, cmd: Command) => run((needsConfig(cmd, o), runPrecomputeRef(o))));
-  withConfig(program.command('export').description('write a checkpoint as HF safetensors + config + tokenizer and TorchScript model.pt'))
+  withConfig(program.command('export').description('write a checkpoint as HF safetensors + config + tokenizer and TorchScript model.pt (use_peft: the PEFT adapter, or with --merge the merged model)'))
     .requiredOption('--checkpoint <dir>', 'the checkpoint folder')
     .requiredOption('--out <dir>', 'where to write')
+    .option('--merge', 'use_peft: write the model with the adapter merged in (W + scaling·B·A) as HF safetensors')
     .addOption(new Option('--dtype <dtype>', 'convert the weights').choices(['float32', 'bfloat16', 'float16']))
     .action((o, cmd: Command) => run((needsConfig(cmd, o), runExport(o))));
   program.command('report').description('write <output_dir>/report.html from its metrics.jsonl and run.json')

@@ -9,6 +9,8 @@ import { ARCHITECTURE_NAMES, ARCHITECTURES } from './architectures';
 import { ScriptModule, type ModuleValue } from './script-module';
 import { exportSafetensors, loadSafetensorsInto } from './weights';
 import { copyCompanionFiles } from './weight-files';
+import { isAdapterParameter, type AdapterInfo, type LoraOptions } from './lora';
+import { loadAdapterWeights, mergedView, writeAdapterFiles } from './peft-files';
 import { disposeSymbol } from '../dispose-symbols';
 
 export interface ModelInfo {
@@ -25,12 +27,16 @@ export interface ModelInfo {
   maxPositions: number;
   /** Built-in architectures: where the layers are, for activation checkpointing (`<prefix>.<i>`). */
   layers?: { prefix: string; count: number };
+  /** LoRA adapters (built-in architectures built with `lora`): the base is frozen, only they train. */
+  adapters?: AdapterInfo;
 }
 
 /** A causal language model: forward(input_ids, attention_mask) → logits [N,T,V]. */
 export class CausalLM {
   /** Layers run one by one, checkpointed, while gradients are recorded (setGradientCheckpointing). */
   #checkpointing = false;
+  /** The mode train()/eval() last set (built modules start in training mode). */
+  #training = true;
 
   constructor(
     readonly module: ScriptModule,
@@ -84,24 +90,60 @@ export class CausalLM {
     return scope(async () => (await this.module.namedParameters()).find((p) => p.name === 'lm_head.weight' || p.aliases.includes('lm_head.weight'))?.tensor ?? null);
   }
 
-  train(on = true) { return this.module.train(on); }
-  eval() { return this.module.eval(); }
+  train(on = true) {
+    this.#training = on;
+    return this.module.train(on);
+  }
+  eval() { return this.train(false); }
+  get training(): boolean { return this.#training; }
   freeze() { return this.module.freeze(); }
   parameters() { return this.module.parameters(); }
   namedParameters() { return this.module.namedParameters(); }
   to(target: { device?: string; dtype?: DType }) { return this.module.to(target); }
   save(path: string) { return this.module.save(path); }
-  /** Weights from a safetensors file or an HF model folder (single file or shards), strictly. */
-  loadSafetensors(path: string) { return loadSafetensorsInto(this.module, path); }
+  /** Weights from a safetensors file or an HF model folder (single file or shards), strictly (the adapters are not in it). */
+  loadSafetensors(path: string) { return loadSafetensorsInto(this.module, path, this.info.adapters ? { covers: (name) => !isAdapterParameter(name) } : {}); }
   /**
    * HF layout into `dir`: model.safetensors, or shards of at most maxShardSize (default "5GB") with the
    * index; config.json (with the dtype written); generation_config.json and the tokenizer files of
    * the folder the model came from.
    */
   async exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number } = {}): Promise<void> {
-    await exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize);
+    // With LoRA: the merged model (W + scaling·B·A), never the base beside lora_* tensors.
+    const view = this.info.adapters ? mergedView(this.module, this.info.adapters) : {};
+    await exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize, view);
     const source = this.info.path && (this.info.source === 'torchscript' ? dirname(this.info.path) : this.info.path);
     if (source) copyCompanionFiles(source, dir);
+  }
+
+  /**
+   * What training changes, for checkpoints and final/: the adapters as PEFT files under LoRA, else
+   * the whole model in HF layout.
+   */
+  async saveTrained(dir: string): Promise<void> {
+    if (!this.info.adapters) return this.exportSafetensors(dir);
+    await writeAdapterFiles(this.module, this.info.adapters, dir, this.info.path ?? null);
+    const source = this.info.path && (this.info.source === 'torchscript' ? dirname(this.info.path) : this.info.path);
+    if (source) copyCompanionFiles(source, dir);
+  }
+
+  /** Reads back what saveTrained wrote: the adapters (PEFT files) under LoRA, else all weights. */
+  loadTrained(dir: string): Promise<void> {
+    return this.info.adapters ? loadAdapterWeights(this.module, dir) : this.loadSafetensors(dir);
+  }
+
+  /** LoRA: adapters on (the policy) or off (the base model). */
+  async setAdapters(on: boolean): Promise<void> {
+    await this.module.setFlag('lora_enabled', on);
+  }
+
+  /**
+   * LoRA's reference: this model with its adapters off (and in eval mode) while it computes — the
+   * base model, with no second copy. The view shares the weights: its dispose() releases nothing.
+   */
+  adaptersOff(): CausalLM {
+    if (!this.info.adapters) throw new ConfigError('adaptersOff: the model has no LoRA adapters');
+    return new AdaptersOffView(this);
   }
 
   /** An independent frozen copy in eval mode: the DPO reference model. */
@@ -138,15 +180,61 @@ function logitsOf(out: ModuleValue): Tensor {
  * A built-in model (see ARCHITECTURES) with HF's initialiser; `init: false` (a checkpoint is about to
  * be loaded) leaves the weights uninitialised, allocated in `dtype` (default float32).
  */
-export async function createModel(architecture: string, config: Record<string, unknown> = {}, options: { init?: boolean; dtype?: DType; device?: string } = {}): Promise<CausalLM> {
+export async function createModel(architecture: string, config: Record<string, unknown> = {}, options: { init?: boolean; dtype?: DType; device?: string; lora?: LoraOptions | null } = {}): Promise<CausalLM> {
   const built = ARCHITECTURES[architecture as keyof typeof ARCHITECTURES];
   if (!built) {
     throw new ConfigError(`model_type '${architecture}' is not a built-in architecture (built in: ${ARCHITECTURE_NAMES.join(', ')}); for another one, export it to TorchScript (torch.jit.trace) as model.pt in the model folder`);
   }
-  const { module, config: full } = await built.create(config, { init: options.init ?? true, dtype: options.dtype, device: options.device });
+  const { module, config: full, adapters } = await built.create(config, { init: options.init ?? true, dtype: options.dtype, device: options.device, lora: options.lora });
   const info: ModelInfo = {
     source: 'builtin', architecture, vocabSize: Number((full as { vocab_size: number }).vocab_size),
     forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [], maxPositions: built.maxPositions(full), layers: built.layers(full),
+    ...(adapters ? { adapters } : {}),
   };
-  return new CausalLM(module, { model_type: architecture, architectures: [built.className], ...full }, info);
+  const model = new CausalLM(module, { model_type: architecture, architectures: [built.className], ...full }, info);
+  if (adapters) await freezeBase(model);
+  return model;
+}
+
+/** LoRA: the base weights get no gradient and no optimizer state; the adapters train. */
+async function freezeBase(model: CausalLM): Promise<void> {
+  await model.freeze();
+  await scope(async () => {
+    for (const p of await model.namedParameters()) if (isAdapterParameter(p.name)) await p.tensor.setRequiresGrad(true);
+  });
+}
+
+/** The reference under LoRA: the policy's module with the adapters off, in eval mode, for each call. */
+class AdaptersOffView extends CausalLM {
+  constructor(private readonly owner: CausalLM) {
+    super(owner.module, owner.config, owner.info);
+  }
+
+  override forward(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
+    return this.withAdaptersOff(() => this.owner.forward(inputIds, attentionMask));
+  }
+
+  override forwardHidden(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
+    return this.withAdaptersOff(() => this.owner.forwardHidden(inputIds, attentionMask));
+  }
+
+  /** The base model's parameters (what a reference cache key hashes). */
+  override async namedParameters() {
+    return (await this.owner.namedParameters()).filter((p) => !isAdapterParameter(p.name));
+  }
+
+  override dispose(): void {}
+
+  private async withAdaptersOff<T>(compute: () => Promise<T>): Promise<T> {
+    const training = this.owner.training;
+    await this.owner.setAdapters(false);
+    await this.module.train(false);
+    try {
+      return await compute();
+    } finally {
+      // The policy's backward may re-run layers (activation checkpointing): adapters on again first.
+      await this.owner.setAdapters(true);
+      await this.module.train(training);
+    }
+  }
 }

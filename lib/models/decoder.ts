@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor';
 import { ones, zeros } from '../tensor-functions';
 import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, type AttentionImplementation } from './attention';
 import type { Architecture } from './architecture';
+import { LinearLayers, type AdapterInfo, type LoraOptions } from './lora';
 import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
 import { ropePositionLimit, ropeSource, type RopeSpec } from './rope';
 import { ScriptModule } from './script-module';
@@ -41,20 +42,21 @@ export interface DecoderSpec {
   attnImplementation: AttentionImplementation | null;
   /** Build in this dtype on this device; `init: false` leaves weights uninitialised (they are about to be loaded). */
   dtype?: DType;
+  /** LoRA adapters on the targeted linear layers (always initialised). */
+  lora?: LoraOptions | null;
   device?: string;
   init: boolean;
 }
 
-const LINEAR = `
+const LM_HEAD = `
 def forward(self, x):
     return torch.matmul(x, self.weight.t())
 `;
-// nn.Linear with a bias: torch.linear adds it inside the matmul (addmm), as HF does; matmul + add
-// rounds twice, which moved bf16 logits by 2% of their range.
-const LINEAR_BIAS = `
-def forward(self, x):
-    return torch.linear(x, self.weight, self.bias)
-`;
+// The linear layers' maths (y from x; LinearLayers adds the adapters). With a bias, torch.linear adds
+// it inside the matmul (addmm), as HF does; matmul + add rounds twice, which moved bf16 logits by 2%
+// of their range.
+const LINEAR = 'y = torch.matmul(x, self.weight.t())';
+const LINEAR_BIAS = 'y = torch.linear(x, self.weight, self.bias)';
 // HF's RMSNorm: variance in fp32, normalise, cast back to the input dtype, then scale.
 const RMS_NORM = `
 def forward(self, x):
@@ -133,23 +135,28 @@ def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
 ` + layerStepsSource('model');
 
-/** Builds `<family>ForCausalLM` from the spec, with HF's initialiser (N(0, initializer_range), unit norms, zero biases). */
-export async function createDecoder(spec: DecoderSpec): Promise<ScriptModule> {
+/**
+ * Builds `<family>ForCausalLM` from the spec, with HF's initialiser (N(0, initializer_range), unit
+ * norms, zero biases), and the adapters the spec's LoRA options ask for.
+ */
+export async function createDecoder(spec: DecoderSpec, architecture: string): Promise<{ module: ScriptModule; adapters: AdapterInfo | null }> {
   const E = spec.hiddenSize, H = spec.heads, KV = spec.kvHeads, D = spec.headDim, F = spec.family;
   const creation = { dtype: spec.dtype, device: spec.device };
   const weight = (shape: number[]) => initialWeight(shape, spec.initializerRange, spec.init, creation);
-  const linear = (name: string, nOut: number, nIn: number, bias: boolean) =>
-    bias ? leafModule(name, { weight: weight([nOut, nIn]), bias: zeros([nOut], creation) }, LINEAR_BIAS) : leafModule(name, { weight: weight([nOut, nIn]) }, LINEAR);
+  const linears = new LinearLayers(architecture, spec.lora ?? null, creation);
+  const linear = async (path: string, name: string, nOut: number, nIn: number, bias: boolean) =>
+    linears.create(path, name, bias ? { weight: await weight([nOut, nIn]), bias: await zeros([nOut], creation) } : { weight: await weight([nOut, nIn]) }, bias ? LINEAR_BIAS : LINEAR, nIn, nOut);
   const rmsNorm = (name: string, dim: number) => leafModule(name, { weight: ones([dim], creation) }, RMS_NORM, { eps: spec.rmsNormEps });
 
   const layers: ScriptModule[] = [];
   for (let i = 0; i < spec.layers; i += 1) {
     const attn = ScriptModule.create(`${F}Attention_${i}`);
+    const at = `model.layers.${i}`;
     await registerAll(attn, {
-      q_proj: await linear(`${F}Q_${i}`, H * D, E, spec.qkvBias),
-      k_proj: await linear(`${F}K_${i}`, KV * D, E, spec.qkvBias),
-      v_proj: await linear(`${F}V_${i}`, KV * D, E, spec.qkvBias),
-      o_proj: await linear(`${F}O_${i}`, E, H * D, spec.outputBias),
+      q_proj: await linear(`${at}.self_attn.q_proj`, `${F}Q_${i}`, H * D, E, spec.qkvBias),
+      k_proj: await linear(`${at}.self_attn.k_proj`, `${F}K_${i}`, KV * D, E, spec.qkvBias),
+      v_proj: await linear(`${at}.self_attn.v_proj`, `${F}V_${i}`, KV * D, E, spec.qkvBias),
+      o_proj: await linear(`${at}.self_attn.o_proj`, `${F}O_${i}`, E, H * D, spec.outputBias),
       ...(spec.qkNorm ? { q_norm: await rmsNorm(`${F}QNorm_${i}`, D), k_norm: await rmsNorm(`${F}KNorm_${i}`, D) } : {}),
     });
     await attn.registerAttribute('scale', 1 / Math.sqrt(D), 'float');
@@ -157,9 +164,9 @@ export async function createDecoder(spec: DecoderSpec): Promise<ScriptModule> {
     await attn.define(attentionSource(spec));
     const mlp = ScriptModule.create(`${F}MLP_${i}`);
     await registerAll(mlp, {
-      gate_proj: await linear(`${F}Gate_${i}`, spec.intermediateSize, E, spec.mlpBias),
-      up_proj: await linear(`${F}Up_${i}`, spec.intermediateSize, E, spec.mlpBias),
-      down_proj: await linear(`${F}Down_${i}`, E, spec.intermediateSize, spec.mlpBias),
+      gate_proj: await linear(`${at}.mlp.gate_proj`, `${F}Gate_${i}`, spec.intermediateSize, E, spec.mlpBias),
+      up_proj: await linear(`${at}.mlp.up_proj`, `${F}Up_${i}`, spec.intermediateSize, E, spec.mlpBias),
+      down_proj: await linear(`${at}.mlp.down_proj`, `${F}Down_${i}`, E, spec.intermediateSize, spec.mlpBias),
     });
     await mlp.define(MLP);
     const layer = ScriptModule.create(`${F}DecoderLayer_${i}`);
@@ -180,13 +187,13 @@ export async function createDecoder(spec: DecoderSpec): Promise<ScriptModule> {
   const causal = ScriptModule.create(`${F}ForCausalLM`);
   await causal.registerModule('model', model);
   const head: Tensor = spec.tieWordEmbeddings ? embedding : await weight([spec.vocabSize, E]);
-  await causal.registerModule('lm_head', await leafModule(`${F}LMHead`, { weight: head }, LINEAR));
+  await causal.registerModule('lm_head', await leafModule(`${F}LMHead`, { weight: head }, LM_HEAD));
   await causal.define(CAUSAL_LM);
-  return causal;
+  return { module: causal, adapters: await linears.finish() };
 }
 
 /** What an architecture's config maps to; the build adds its family, dtype, device and init. */
-export type ArchitectureSpec = Omit<DecoderSpec, 'family' | 'init' | 'dtype' | 'device'>;
+export type ArchitectureSpec = Omit<DecoderSpec, 'family' | 'init' | 'dtype' | 'device' | 'lora'>;
 
 /** A Llama-family Architecture from its config schema and the mapping to a DecoderSpec; `family` names its classes (Qwen3 → Qwen3ForCausalLM). */
 export function decoderArchitecture<S extends z.ZodTypeAny>(name: string, schema: S, toSpec: (config: z.output<S>) => ArchitectureSpec, family: string): Architecture {
@@ -194,8 +201,8 @@ export function decoderArchitecture<S extends z.ZodTypeAny>(name: string, schema
     className: `${family}ForCausalLM`,
     async create(input, options) {
       const config = parseArchitectureConfig(schema, input, name);
-      const module = await createDecoder({ ...toSpec(config), family, ...options });
-      return { module, config };
+      const { module, adapters } = await createDecoder({ ...toSpec(config), family, ...options }, name);
+      return { module, config, adapters };
     },
     layers(config) {
       return { prefix: 'model.layers', count: (config as { num_hidden_layers: number }).num_hidden_layers };

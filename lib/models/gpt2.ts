@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { ones, zeros } from '../tensor-functions';
-import type { Architecture } from './architecture';
+import type { Architecture, ArchitectureBuild } from './architecture';
+import { LinearLayers, type AdapterInfo } from './lora';
 import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, type AttentionImplementation } from './attention';
 import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
-import type { DType } from '../native/binding';
 import { ScriptModule } from './script-module';
 
 /** HF GPT2Config fields the architecture reads (HF names and defaults). */
@@ -37,9 +37,8 @@ def forward(self, x):
 // HF's Conv1D: weight [in, out], y = x·W + b as one addmm (bias added before the single rounding,
 // which is what bf16 results depend on).
 const CONV1D = `
-def forward(self, x):
-    shape = x.size()[:-1] + [self.weight.size(1)]
-    return torch.addmm(self.bias, x.reshape([-1, x.size(-1)]), self.weight).view(shape)
+shape = x.size()[:-1] + [self.weight.size(1)]
+y = torch.addmm(self.bias, x.reshape([-1, x.size(-1)]), self.weight).view(shape)
 `;
 const attentionSource = (implementation: AttentionImplementation | null) => `
 def forward(self, x, mask):
@@ -101,7 +100,7 @@ def forward(self, input_ids, attention_mask):
  * from TorchScript source. forward(input_ids, attention_mask) → logits; forward_hidden → last hidden
  * states (for the fused-linear loss with lm_head.weight).
  */
-async function createGpt2(input: unknown, options: { init: boolean; dtype?: DType; device?: string }): Promise<{ module: ScriptModule; config: Gpt2Config }> {
+async function createGpt2(input: unknown, options: ArchitectureBuild): Promise<{ module: ScriptModule; config: Gpt2Config; adapters: AdapterInfo | null }> {
   const c = parseArchitectureConfig(gpt2ConfigSchema, input, 'gpt2');
   const creation = { dtype: options.dtype, device: options.device };
   const weight = (shape: number[], s: number) => initialWeight(shape, s, options.init, creation);
@@ -109,19 +108,23 @@ async function createGpt2(input: unknown, options: { init: boolean; dtype?: DTyp
   // HF's init: N(0, 0.02) weights, zero biases, unit LayerNorm; residual projections scaled by 1/√(2·n_layer).
   const projStd = std / Math.sqrt(2 * c.n_layer);
   const layerNorm = (name: string, dim: number) => leafModule(name, { weight: ones([dim], creation), bias: zeros([dim], creation) }, LAYER_NORM, { eps: c.layer_norm_epsilon });
-  const conv1d = (name: string, nIn: number, nOut: number, s = std) => leafModule(name, { weight: weight([nIn, nOut], s), bias: zeros([nOut], creation) }, CONV1D);
+  // Conv1D layers take adapters (PEFT: fan_in_fan_out, lora_A [r, in], lora_B [out, r]).
+  const linears = new LinearLayers('gpt2', options.lora ?? null, creation, true);
+  const conv1d = async (path: string, name: string, nIn: number, nOut: number, s = std) =>
+    linears.create(path, name, { weight: await weight([nIn, nOut], s), bias: await zeros([nOut], creation) }, CONV1D, nIn, nOut);
 
   const blocks: ScriptModule[] = [];
   for (let i = 0; i < c.n_layer; i += 1) {
     const attn = ScriptModule.create(`GPT2Attention_${i}`);
-    await registerAll(attn, { c_attn: await conv1d(`GPT2CAttn_${i}`, E, 3 * E), c_proj: await conv1d(`GPT2AttnProj_${i}`, E, E, projStd) });
+    const at = `transformer.h.${i}`;
+    await registerAll(attn, { c_attn: await conv1d(`${at}.attn.c_attn`, `GPT2CAttn_${i}`, E, 3 * E), c_proj: await conv1d(`${at}.attn.c_proj`, `GPT2AttnProj_${i}`, E, E, projStd) });
     await attn.registerAttribute('n_head', c.n_head, 'int');
     for (const [key, value] of Object.entries({ scale: 1 / Math.sqrt(E / c.n_head), attn_pdrop: c.attn_pdrop, resid_pdrop: c.resid_pdrop })) {
       await attn.registerAttribute(key, value, 'float');
     }
     await attn.define(attentionSource(c.attn_implementation ?? null));
     const mlp = ScriptModule.create(`GPT2MLP_${i}`);
-    await registerAll(mlp, { c_fc: await conv1d(`GPT2Fc_${i}`, E, inner), c_proj: await conv1d(`GPT2MlpProj_${i}`, inner, E, projStd) });
+    await registerAll(mlp, { c_fc: await conv1d(`${at}.mlp.c_fc`, `GPT2Fc_${i}`, E, inner), c_proj: await conv1d(`${at}.mlp.c_proj`, `GPT2MlpProj_${i}`, inner, E, projStd) });
     await mlp.registerAttribute('resid_pdrop', c.resid_pdrop, 'float');
     await mlp.define(MLP);
     const block = ScriptModule.create(`GPT2Block_${i}`);
@@ -146,7 +149,7 @@ async function createGpt2(input: unknown, options: { init: boolean; dtype?: DTyp
   // The output projection is the input embedding itself (HF ties them): one tensor, two names.
   await model.registerModule('lm_head', await leafModule('GPT2LMHead', { weight: tied }, LM_HEAD));
   await model.define(LM_HEAD_MODEL);
-  return { module: model, config: c };
+  return { module: model, config: c, adapters: await linears.finish() };
 }
 
 export const gpt2: Architecture = {

@@ -10,12 +10,16 @@ import { ScriptModule } from './script-module';
 import { bakedDevices, bakedFloatDtypes } from './traced-graph';
 import { FLOAT_DTYPES } from '../dtypes';
 import { storedFloatDtype } from './weights';
+import { ARCHITECTURE_NAMES } from './architectures';
+import type { LoraOptions } from './lora';
 import { hasSafetensorsWeights, weightFiles } from './weight-files';
 
 export interface LoadModelOptions {
   device?: string;
   /** Parameter dtype; default: as stored. */
   dtype?: DType;
+  /** LoRA adapters on the built-in architecture (a folder's safetensors are used even beside a model.pt). */
+  lora?: LoraOptions | null;
 }
 
 /**
@@ -35,7 +39,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (isDir && !existsSync(tokenizerFile)) throw new DataError(`${dir}: tokenizer.json is missing (the model folder needs its tokenizer)`);
 
   const scriptFile = isDir ? join(dir, 'model.pt') : path;
-  const model = existsSync(scriptFile) ? await loadTorchScript(scriptFile, config, options) : await loadBuiltin(dir, config, options);
+  const traced = existsSync(scriptFile) && !(options.lora && isDir && hasSafetensorsWeights(dir));
+  if (traced && options.lora) {
+    throw new ConfigError(`use_peft: ${scriptFile} is a traced TorchScript export, and LoRA needs a built-in architecture (${ARCHITECTURE_NAMES.join(', ')}): a trace is one graph of aten::linear calls on weights it fetched, with no layer left to give an adapter, a dropout or an on/off switch; give a folder with the model's safetensors and config.json instead`);
+  }
+  const model = traced ? await loadTorchScript(scriptFile, config, options) : await loadBuiltin(dir, config, options);
   try {
     await checkVocabulary(model, isDir ? tokenizerFile : undefined);
   } catch (err) {
@@ -124,7 +132,7 @@ async function loadBuiltin(dir: string, config: Record<string, unknown>, options
   const stored = storedFloatDtype(dir);
   const dtype = options.dtype ?? stored;
   // Built in its final dtype on its final device, uninitialised: the checkpoint's bytes go straight in.
-  const model = await createModel(String(config.model_type ?? ''), config, { init: false, dtype, device: options.device });
+  const model = await createModel(String(config.model_type ?? ''), config, { init: false, dtype, device: options.device, lora: options.lora });
   try {
     await model.loadSafetensors(dir);
   } catch (err) {
@@ -132,7 +140,8 @@ async function loadBuiltin(dir: string, config: Record<string, unknown>, options
     throw err;
   }
   model.info.path = dir;
-  if (!options.dtype && (stored === 'bfloat16' || stored === 'float16')) {
+  // Under LoRA only the adapters train, and they are fp32.
+  if (!options.dtype && !options.lora && (stored === 'bfloat16' || stored === 'float16')) {
     model.info.warnings.push(`${dir}: weights loaded as stored, in ${stored}; training in pure ${stored} loses small updates (set dtype: float32 to train in fp32)`);
   }
   return model;

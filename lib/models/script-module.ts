@@ -93,6 +93,8 @@ export class ScriptModule {
   /** requires_grad off for every parameter. */
   freeze(): Promise<void> { return settle('freeze', this.handle.setRequiresGrad(false)); }
   unfreeze(): Promise<void> { return settle('unfreeze', this.handle.setRequiresGrad(true)); }
+  /** Sets the bool attribute `name` on this module and every submodule that has one (e.g. lora_enabled); returns how many. */
+  setFlag(name: string, on: boolean): Promise<number> { return settle(`setFlag ${name}`, this.handle.setFlag(name, on)); }
   to(target: { device?: string; dtype?: DType }): Promise<void> { return settle('to', this.handle.to(target.device, target.dtype)); }
   /** An independent copy (parameters copied; tied weights stay tied within the copy). */
   async deepCopy(): Promise<ScriptModule> { return new ScriptModule(await settle('deepCopy', this.handle.deepCopy())); }

@@ -22,18 +22,32 @@ const IGNORED = /(^|\.)rotary_emb\.inv_freq$/;
  * (one model.safetensors, or shards with model.safetensors.index.json). Lean: tensor by tensor with
  * positioned reads straight into the parameter (at most one staging tensor when dtype or device differ).
  */
-export function loadSafetensorsInto(module: ScriptModule, path: string): Promise<void> {
+export function loadSafetensorsInto(module: ScriptModule, path: string, part: WeightsPart = {}): Promise<void> {
   // Parameter handles and converted copies live only for this load.
-  return scope(() => loadInto(module, path));
+  return scope(() => loadInto(module, path, part));
 }
 
-async function loadInto(module: ScriptModule, path: string): Promise<void> {
+/** Which of a module's tensors a file holds, and how the file names them (an adapter file, a base checkpoint). */
+export interface WeightsPart {
+  /** The parameters (and buffers) the file is expected to cover; default all. */
+  covers?: (name: string) => boolean;
+  /** The model's name of a file's tensor name (e.g. without PEFT's `base_model.model.`). */
+  rename?: (fileName: string) => string;
+  /** The files to read when `path` is a folder; default its model weights (one file or shards). */
+  files?: string[];
+}
+
+async function loadInto(module: ScriptModule, path: string, part: WeightsPart): Promise<void> {
   const readers: SafetensorsReader[] = [];
+  const covers = part.covers ?? (() => true);
+  const rename = part.rename ?? ((name: string) => name);
   try {
-    for (const file of existsSync(path) && statSync(path).isDirectory() ? weightFiles(path) : [path]) readers.push(new SafetensorsReader(file));
+    const files = part.files ?? (existsSync(path) && statSync(path).isDirectory() ? weightFiles(path) : [path]);
+    for (const file of files) readers.push(new SafetensorsReader(file));
     const targets = new Map<string, Tensor>();
     const canonical = new Map<string, string>();
     for (const p of [...(await module.namedParameters()), ...(await module.namedBuffers())]) {
+      if (!covers(p.name)) continue;
       for (const name of [p.name, ...p.aliases]) {
         targets.set(name, p.tensor);
         canonical.set(name, p.name);
@@ -43,15 +57,16 @@ async function loadInto(module: ScriptModule, path: string): Promise<void> {
     const wrongShape: string[] = [];
     const covered = new Set<string>();
     for (const reader of readers) {
-      for (const [name, at] of reader.header.tensors) {
+      for (const [fileName, at] of reader.header.tensors) {
+        const name = rename(fileName);
         const target = targets.get(name);
         if (!target) {
-          if (!IGNORED.test(name)) unexpected.push(name);
+          if (!IGNORED.test(name)) unexpected.push(fileName);
         } else if (target.shape.join(',') !== at.shape.join(',')) wrongShape.push(`${name}: file [${at.shape}] vs model [${target.shape}]`);
         else covered.add(canonical.get(name)!);
       }
     }
-    const missing = (await module.namedParameters()).map((p) => p.name).filter((name) => !covered.has(name));
+    const missing = (await module.namedParameters()).map((p) => p.name).filter((name) => covers(name) && !covered.has(name));
     if (unexpected.length || wrongShape.length || missing.length) {
       const parts = [
         missing.length ? `missing from the file: ${missing.join(', ')}` : '',
@@ -62,8 +77,8 @@ async function loadInto(module: ScriptModule, path: string): Promise<void> {
     }
     await noGrad(async () => {
       for (const reader of readers) {
-        for (const [name, at] of reader.header.tensors) {
-          const target = targets.get(name);
+        for (const [fileName, at] of reader.header.tensors) {
+          const target = targets.get(rename(fileName));
           if (target) await readTensorInto(target, reader.path, at);
         }
       }
@@ -104,13 +119,20 @@ async function readTensorInto(target: Tensor, file: string, at: SafetensorsLocat
  * `model.safetensors.index.json`; and `config.json`. Each file is written atomically; weight files of
  * an earlier export in the other layout are removed.
  */
-export function exportSafetensors(module: ScriptModule, dir: string, config: object, dtype?: DType, maxShardSize: string | number = '5GB'): Promise<void> {
-  return scope(() => exportInto(module, dir, config, dtype, parseShardSize(maxShardSize)));
+export function exportSafetensors(module: ScriptModule, dir: string, config: object, dtype?: DType, maxShardSize: string | number = '5GB', view: ExportView = {}): Promise<void> {
+  return scope(() => exportInto(module, dir, config, dtype, parseShardSize(maxShardSize), view));
 }
 
-async function exportInto(module: ScriptModule, dir: string, config: object, dtype: DType | undefined, maxBytes: number): Promise<void> {
+/** What an export writes of a module: some of its parameters, each possibly transformed (LoRA merged in). */
+export interface ExportView {
+  includes?: (name: string) => boolean;
+  /** The tensor to write for a parameter (made while its shard is written, disposed after). */
+  value?: (name: string, tensor: Tensor) => Promise<Tensor>;
+}
+
+async function exportInto(module: ScriptModule, dir: string, config: object, dtype: DType | undefined, maxBytes: number, view: ExportView): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const parameters = await module.namedParameters();
+  const parameters = (await module.namedParameters()).filter((p) => view.includes?.(p.name) ?? true);
   const sizes = parameters.map((p) => p.tensor.numel * DTYPE_BYTES[dtype ?? p.tensor.dtype]);
   const shards = planShards(sizes, maxBytes);
   const names = shards.length === 1 ? [SINGLE_FILE] : shards.map((_, k) => shardName(k + 1, shards.length));
@@ -121,7 +143,8 @@ async function exportInto(module: ScriptModule, dir: string, config: object, dty
       const tensors = new Map<string, Tensor>();
       for (const i of shard) {
         const p = parameters[i];
-        tensors.set(p.name, dtype && dtype !== p.tensor.dtype ? await noGrad(() => p.tensor.to(dtype)) : await p.tensor.detach());
+        const value = view.value ? await noGrad(() => view.value!(p.name, p.tensor)) : p.tensor;
+        tensors.set(p.name, dtype && dtype !== value.dtype ? await noGrad(() => value.to(dtype)) : await value.detach());
         weightMap[p.name] = names[k];
       }
       await writeSafetensors(join(dir, names[k]), tensors, { format: 'pt' });

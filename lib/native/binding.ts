@@ -58,6 +58,8 @@ export interface NativeModule {
   namedBuffers(): Promise<NativeNamedTensor[]>;
   setTraining(on: boolean): Promise<void>;
   setRequiresGrad(on: boolean): Promise<void>;
+  /** Sets the bool attribute `name` on this module and every submodule that has one; resolves to the count. */
+  setFlag(name: string, on: boolean): Promise<number>;
   to(device: string | undefined, dtype: DType | undefined): Promise<void>;
   deepCopy(): Promise<NativeModule>;
   /** Atomic: written to `<path>.partial`, then renamed. */

@@ -31,6 +31,16 @@ const runOptionsSchema = z.object({
     .describe('bf16 mixed precision: forward and backward in bfloat16, fp32 master weights, gradients and AdamW moments (18 bytes per parameter vs 16 in fp32). TRL turns it on by default; torch-dpo does not, since CPUs without bf16 units run it slower.'),
   gradient_checkpointing: z.boolean().nullable().default(false).transform((v) => v === true)
     .describe('Activation checkpointing per layer (built-in architectures): each layer keeps only its input and is re-run in backward (with the same dropout). Less memory, about a third more compute. TRL turns it on by default; torch-dpo does not.'),
+  use_peft: z.boolean().default(false)
+    .describe('LoRA (built-in architectures): the model is frozen and low-rank adapters train; the reference is the same model with its adapters off (no second copy); checkpoints and final/ hold the adapter in PEFT format.'),
+  lora_r: z.number().int().positive().default(16).describe('LoRA rank r.'),
+  lora_alpha: z.number().positive().default(32).describe('LoRA α: the adapters are scaled by α / r (α / √r with use_rslora).'),
+  lora_dropout: z.number().min(0).max(1).default(0.05).describe("Dropout on the adapters' input while training (off with disable_dropout, as in TRL)."),
+  lora_target_modules: z.union([z.array(z.string()).nonempty(), z.string()]).nullable().default(null)
+    .describe("Layers that get adapters: names (a layer matches when its path ends with one), a regular expression over the whole path, or all-linear; default PEFT's for the architecture (q_proj, v_proj; GPT-2: c_attn)."),
+  use_rslora: z.boolean().default(false).describe('rsLoRA: scale the adapters by α / √r instead of α / r.'),
+  adapter_name_or_path: z.string().optional()
+    .describe('A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) to continue training from; its r, α, dropout and targets apply. Needs use_peft.'),
   seed: z.number().int().min(0).default(42).describe('Seed of initialisation and dropout.'),
   data_seed: z.number().int().min(0).optional().describe('Seed of the batch order; default: seed.'),
   disable_dropout: z.boolean().default(true).describe('Train with dropout off in policy and reference.'),
@@ -84,7 +94,10 @@ export const trainerConfigSchema = runOptionsSchema
     if (c.precompute_ref_log_probs && c.ld_alpha !== undefined) fail('ld_alpha', 'LD-DPO needs per-token reference log-probs: not with precompute_ref_log_probs');
     if (c.sync_ref_model && c.reference_free) fail('sync_ref_model', 'there is no reference to sync with reference_free');
     if (c.eval_strategy && c.eval_strategy !== 'no' && !c.eval_dataset) fail('eval_strategy', `'${c.eval_strategy}' needs eval_dataset`);
-    if (c.bf16 && c.dtype && c.dtype !== 'float32') fail('dtype', `${c.dtype} with bf16: true: mixed precision keeps fp32 master weights; drop dtype (dtype: bfloat16 alone trains in pure bf16)`);
+    if (c.bf16 && !c.use_peft && c.dtype && c.dtype !== 'float32') fail('dtype', `${c.dtype} with bf16: true: mixed precision keeps fp32 master weights; drop dtype (dtype: bfloat16 alone trains in pure bf16)`);
+    if (c.bf16 && c.use_peft && c.dtype && c.dtype !== 'bfloat16') fail('dtype', `${c.dtype} with bf16: true and use_peft: the frozen model computes in bfloat16 (the adapters stay fp32); drop dtype or bf16`);
+    if (c.adapter_name_or_path && !c.use_peft) fail('adapter_name_or_path', 'needs use_peft: true');
+    if (c.use_peft && c.sync_ref_model) fail('sync_ref_model', 'with use_peft the reference is the model with its adapters off: there is no reference copy to sync');
     // The loss options' own cross-checks (exo_pair ε, robust ε, WPO with aot, weights per type).
     const lossKeys = new Set(keysOf(dpoLossConfigSchema));
     const loss = dpoLossConfigSchema.safeParse(Object.fromEntries(Object.entries(c).filter(([k]) => lossKeys.has(k))));

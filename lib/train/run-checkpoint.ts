@@ -27,7 +27,7 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
   try {
     if (isMain) {
       beginCheckpoint(partial, progress.step);
-      await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.exportSafetensors(dir));
+      await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.saveTrained(dir));
     }
     // Between the phases of a save, signals are heard (a third Ctrl-C exits here, a second one reports).
     await letPendingSignalsIn();
@@ -74,7 +74,7 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
   if (state.optimizerSharding !== run.optimizer.statePerRank) {
     throw new ConfigError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`);
   }
-  await run.policy.loadSafetensors(path); // the checkpoint folder: one file, or shards with their index
+  await run.policy.loadTrained(path); // the checkpoint folder: weights (one file, or shards with their index) or the adapter
   await run.mixed?.refresh(); // the bf16 working copy follows the restored fp32 masters
   const file = run.optimizer.stateFile(rank);
   const tensors = readOptimizerState(path, file);

@@ -14,6 +14,8 @@ import { dpoLossConfigOf, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel } from '../models/causal-lm';
 import { loadModel } from '../models/load-model';
 import { MixedPrecision } from './mixed-precision';
+import type { LoraOptions } from '../models/lora';
+import { readAdapterOptions } from '../models/peft-files';
 import { createOptimizer, type Optimizer } from '../optim/optimizer';
 import { optimizerConfigOf } from '../optim/optimizer-config';
 import { manualSeed } from '../runtime';
@@ -54,6 +56,19 @@ export interface LoadOptions {
   /** false: output_dir is only read (eval, export, precompute-ref), so it is neither locked nor tidied. */
   writesOutput?: boolean;
   notice?: (message: string) => void;
+}
+
+/**
+ * The LoRA options of a run: the config's lora_* keys, or those of the adapter it continues
+ * (adapter_name_or_path), as PEFT's PeftModel.from_pretrained takes the saved adapter's config.
+ */
+function loraOptionsOf(c: TrainerConfig, notice: (message: string) => void): LoraOptions {
+  const own: LoraOptions = { r: c.lora_r, alpha: c.lora_alpha, dropout: c.lora_dropout, targetModules: c.lora_target_modules, useRslora: c.use_rslora };
+  if (!c.adapter_name_or_path) return own;
+  const saved = readAdapterOptions(c.adapter_name_or_path);
+  const differs = (['r', 'alpha', 'dropout', 'useRslora'] as const).filter((k) => saved[k] !== own[k]);
+  if (differs.length) notice(`adapter_name_or_path ${c.adapter_name_or_path}: its adapter_config.json sets ${differs.map((k) => `${k} ${saved[k]}`).join(', ')}, used instead of the lora_* options`);
+  return saved;
 }
 
 /**
@@ -101,24 +116,28 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     const rankDevice = parallel?.device(device) ?? device;
     const loss = dpoLossConfigOf(c);
     let policy: CausalLM;
-    // bf16 mixed precision keeps the policy's weights in fp32 (the masters), whatever is stored.
-    const dtype = c.dtype ?? (c.bf16 ? 'float32' : undefined);
+    const lora = c.use_peft ? loraOptionsOf(c, notice) : null;
+    // bf16 mixed precision keeps the policy's weights in fp32 (the masters), whatever is stored; under
+    // LoRA the frozen model computes in bf16 and the adapters (fp32) are the trained weights.
+    const dtype = c.dtype ?? (c.bf16 ? (lora ? 'bfloat16' : 'float32') : undefined);
     if (c.model_name_or_path) {
-      policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype });
+      policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype, lora });
     } else {
-      policy = await createModel(c.model!.architecture, c.model!.config, { dtype, device: rankDevice });
+      policy = await createModel(c.model!.architecture, c.model!.config, { dtype, device: rankDevice, lora });
     }
     made.push(policy);
+    if (c.adapter_name_or_path) await policy.loadTrained(c.adapter_name_or_path);
     // Every rank starts from rank 0's weights.
     if (parallel) await scope(() => noGrad(async () => parallel.group.broadcast((await policy.namedParameters()).map((p) => p.tensor), 0)));
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
     await policy.train(!c.disable_dropout);
-    const mixed = c.bf16 ? await MixedPrecision.create(policy) : null;
+    const mixed = c.bf16 && !lora ? await MixedPrecision.create(policy) : null;
     if (mixed) made.push(mixed);
     if (c.gradient_checkpointing) (mixed?.working ?? policy).setGradientCheckpointing(true);
     faultPoint('setup:model-loaded');
-    // The reference computes like the policy does (in bf16 under mixed precision).
-    let referenceModel = loss.reference_free ? null : await (mixed?.working ?? policy).referenceCopy();
+    // The reference computes like the policy does (in bf16 under mixed precision); under LoRA it is
+    // the policy with its adapters off.
+    let referenceModel = loss.reference_free ? null : lora ? policy.adaptersOff() : await (mixed?.working ?? policy).referenceCopy();
     if (referenceModel) made.push(referenceModel);
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);

@@ -1,3 +1,5 @@
+import { ConfigError } from '../errors';
+import type { DType } from '../native/binding';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
@@ -126,8 +128,15 @@ export class DPOTrainer extends EventEmitter {
   /** The policy as the start summary and the report describe it. */
   async describeModel(): Promise<ModelSummary> {
     const summary = await describeModel(this.policy, this.device);
-    const dtype = this.run.mixed ? `${summary.dtype} masters, bfloat16 compute (bf16 mixed precision)` : summary.dtype;
-    return { ...summary, dtype: this.compute.gradientCheckpointing ? `${dtype}, activation checkpointing per layer` : dtype };
+    const parts = [this.run.mixed ? `${summary.dtype} masters, bfloat16 compute (bf16 mixed precision)` : summary.dtype];
+    const adapters = this.policy.info.adapters;
+    if (adapters) {
+      const o = adapters.options;
+      const names = [...new Set(adapters.modules.map((path) => path.split('.').pop()))].join(', ');
+      parts.push(`LoRA r ${o.r}, alpha ${o.alpha}${o.useRslora ? ' (rsLoRA)' : ''} on ${adapters.modules.length} layers (${names}), reference = adapters off`);
+    }
+    if (this.compute.gradientCheckpointing) parts.push('activation checkpointing per layer');
+    return { ...summary, dtype: parts.join(', ') };
   }
 
   /** Saves output_dir/checkpoint-<step> (every rank calls it); returns its path. */
@@ -297,12 +306,24 @@ export class DPOTrainer extends EventEmitter {
     return `saving checkpoint-${target}`;
   }
 
-  /** The trained policy in HF layout (safetensors + config + tokenizer) and as TorchScript model.pt. */
-  async exportFinal(dir: string): Promise<string> {
-    await this.policy.exportSafetensors(dir);
+  /**
+   * The trained policy in HF layout (safetensors + config + tokenizer) and as TorchScript model.pt;
+   * under LoRA the adapter in PEFT format (adapter_config.json + adapter_model.safetensors + tokenizer),
+   * or with `merge` the merged model in HF layout (no model.pt: the folder loads into the built-in
+   * architecture, which a TorchScript file would override).
+   */
+  async exportFinal(dir: string, options: { merge?: boolean; dtype?: DType } = {}): Promise<string> {
+    const adapters = this.policy.info.adapters;
+    if (options.merge && !adapters) throw new ConfigError('export --merge: the model has no LoRA adapters (use_peft is off); a plain export already holds every weight');
+    if (adapters && !options.merge) await this.policy.saveTrained(dir);
+    else if (adapters) await this.policy.exportSafetensors(dir, { dtype: options.dtype });
+    else {
+      if (options.dtype) await this.policy.to({ dtype: options.dtype });
+      await this.policy.exportSafetensors(dir);
+    }
     // A separate tokenizer folder wins over the model folder's tokenizer files.
     if (this.config.tokenizer_name_or_path) copyCompanionFiles(this.config.tokenizer_name_or_path, dir);
-    await this.policy.save(join(dir, 'model.pt'));
+    if (!adapters) await this.policy.save(join(dir, 'model.pt'));
     return dir;
   }
 

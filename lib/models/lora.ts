@@ -1,0 +1,152 @@
+import { ConfigError } from '../errors';
+import { noGrad } from '../grad-mode';
+import type { DType } from '../native/binding';
+import type { Tensor } from '../tensor';
+import { empty, rand, zeros, type CreationOptions } from '../tensor-functions';
+import { ScriptModule } from './script-module';
+
+/**
+ * LoRA as PEFT defines it (peft/tuners/lora): a targeted linear layer computes
+ * y = base(x) + lora_B(lora_A(dropout(x))) · scaling, scaling = α / r (α / √r with rsLoRA),
+ * lora_A [r, in] Kaiming-uniform (a = √5, so U(−1/√in, 1/√in)), lora_B [out, r] zero: at the start
+ * the adapted model is the base model exactly. The base weights stay frozen.
+ */
+export interface LoraOptions {
+  r: number;
+  alpha: number;
+  dropout: number;
+  /**
+   * PEFT's target_modules: a list of module names (a module matches when its path equals one or ends
+   * with "." + one), a regular expression matched against the whole path, 'all-linear', or null for
+   * PEFT's default for the architecture.
+   */
+  targetModules: string[] | string | null;
+  useRslora: boolean;
+}
+
+/** PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING for the built-in architectures. */
+export const DEFAULT_LORA_TARGETS: Record<string, string[]> = {
+  gpt2: ['c_attn'],
+  llama: ['q_proj', 'v_proj'],
+  mistral: ['q_proj', 'v_proj'],
+  qwen2: ['q_proj', 'v_proj'],
+  qwen3: ['q_proj', 'v_proj'],
+};
+
+/** The adapters a model was built with: the options and the paths of the adapted layers. */
+export interface AdapterInfo {
+  options: LoraOptions;
+  /** Adapted module paths in build order, e.g. 'model.layers.0.self_attn.q_proj'. */
+  modules: string[];
+  /** The dtype of lora_A / lora_B (float32 over a bf16/fp16 base, as PEFT's autocast_adapter_dtype). */
+  dtype: DType;
+  /** GPT-2's Conv1D stores weights [in, out] (PEFT's fan_in_fan_out). */
+  fanInFanOut: boolean;
+}
+
+export const loraScaling = (o: LoraOptions) => o.alpha / (o.useRslora ? Math.sqrt(o.r) : o.r);
+
+/** Adapters train in fp32 over a half-precision base (PEFT upcasts them too); fp64 stays fp64. */
+export const adapterDtype = (base: DType | undefined): DType => (base === 'float64' ? 'float64' : 'float32');
+
+/** The names of an adapted module's two parameters. */
+export const adapterParameterNames = (path: string) => [`${path}.lora_A.weight`, `${path}.lora_B.weight`];
+export const isAdapterParameter = (name: string) => /\.lora_[AB]\.weight$/.test(name);
+
+const ADAPTER_LINEAR = `
+def forward(self, x):
+    return torch.matmul(x, self.weight.t())
+`;
+
+/**
+ * Builds the linear layers of a built-in architecture, adding adapters to those the options target.
+ * `body` computes `y` from `x` in TorchScript (the layer's own maths); an adapted layer adds the
+ * low-rank branch behind its `lora_enabled` flag, so one model serves as policy (adapters on) and
+ * reference (adapters off).
+ */
+export class LinearLayers {
+  readonly modules: string[] = [];
+  private readonly linears: string[] = [];
+  private readonly unfilled: Tensor[] = [];
+
+  constructor(
+    private readonly architecture: string,
+    private readonly options: LoraOptions | null,
+    private readonly creation: CreationOptions,
+    private readonly fanInFanOut = false,
+  ) {}
+
+  async create(path: string, className: string, params: Record<string, Tensor>, body: string, nIn: number, nOut: number): Promise<ScriptModule> {
+    this.linears.push(path);
+    const m = ScriptModule.create(className);
+    for (const [key, tensor] of Object.entries(params)) {
+      await tensor.setRequiresGrad(true);
+      await m.registerParameter(key, tensor);
+    }
+    const lines = body.trim().split('\n').map((line) => `    ${line.trim()}`);
+    const adapted = this.options !== null && this.targets(path);
+    if (adapted) {
+      await this.addAdapter(m, className, nIn, nOut);
+      this.modules.push(path);
+      lines.push(
+        '    if self.lora_enabled:',
+        '        h = torch.dropout(x.to(self.lora_A.weight.dtype), self.lora_dropout, self.training)',
+        // As PEFT: the sum in the adapter's dtype, then back to the layer's (one rounding in bf16).
+        '        y = (y + self.lora_B.forward(self.lora_A.forward(h)) * self.lora_scaling).to(y.dtype)',
+      );
+    }
+    await m.define(`\ndef forward(self, x):\n${lines.join('\n')}\n    return y\n`);
+    return m;
+  }
+
+  /**
+   * Draws the lora_A weights in build order, once the whole model is built (so the base weights are
+   * those of a model without adapters), and checks that the targets matched (as PEFT insists).
+   */
+  async finish(): Promise<AdapterInfo | null> {
+    if (!this.options) return null;
+    if (this.modules.length === 0) {
+      const names = [...new Set(this.linears.map((p) => p.split('.').pop()!))];
+      throw new ConfigError(`lora_target_modules ${JSON.stringify(this.options.targetModules)} matches no linear layer of ${this.architecture} (its linear layers: ${names.join(', ')}; or 'all-linear')`);
+    }
+    await noGrad(async () => {
+      for (const a of this.unfilled.splice(0)) {
+        // Drawn on the CPU in fp32 (as initialWeight): the same seed gives the same adapters everywhere.
+        const bound = 1 / Math.sqrt(a.shape[1]);
+        const u = await rand(a.shape);
+        const drawn = await (await u.mul(2 * bound)).sub(bound);
+        u.dispose();
+        await a.copy_(drawn);
+        drawn.dispose();
+      }
+    });
+    return { options: this.options, modules: this.modules, dtype: adapterDtype(this.creation.dtype), fanInFanOut: this.fanInFanOut };
+  }
+
+  private targets(path: string): boolean {
+    const t = this.options!.targetModules ?? DEFAULT_LORA_TARGETS[this.architecture] ?? [];
+    if (t === 'all-linear') return true; // the output layer is never built through here
+    if (typeof t === 'string') return new RegExp(`^(?:${t})$`).test(path);
+    return t.some((name) => path === name || path.endsWith(`.${name}`));
+  }
+
+  private async addAdapter(m: ScriptModule, className: string, nIn: number, nOut: number): Promise<void> {
+    const o = this.options!;
+    const creation = { dtype: adapterDtype(this.creation.dtype), device: this.creation.device };
+    // Drawn on the CPU in fp32 (as initialWeight): the same seed gives the same adapters everywhere.
+    // Filled by finish(), after every base weight is drawn: the base does not depend on the adapters.
+    const a = await empty([o.r, nIn], creation);
+    this.unfilled.push(a);
+    const b = await zeros([nOut, o.r], creation);
+    for (const [name, weight] of [['lora_A', a], ['lora_B', b]] as const) {
+      const child = ScriptModule.create(`${className}_${name}`);
+      await weight.setRequiresGrad(true);
+      await child.registerParameter('weight', weight);
+      await child.define(ADAPTER_LINEAR);
+      await m.registerModule(name, child);
+    }
+    await m.registerAttribute('lora_enabled', true);
+    await m.registerAttribute('lora_scaling', loraScaling(o), 'float');
+    await m.registerAttribute('lora_dropout', o.dropout, 'float');
+  }
+}
