@@ -69,24 +69,43 @@ function measure(mode, length) {
   return JSON.parse(child.stdout.trim().split('\n').pop());
 }
 
-/** The longest multiple of 64 whose peak RSS stays within the budget, from a quadratic fit, confirmed by a run. */
+/**
+ * The longest multiple of 64 whose peak RSS stays within the budget: runs at `lengths`, a quadratic
+ * through them (activations grow with T, eager attention scores with T²) solved for the budget as the
+ * first guess, then bisection between the longest run within the budget and the shortest over it.
+ */
 function longestLength(mode, lengths) {
-  const points = lengths.map((length) => ({ length, ...measure(mode, length) }));
-  if (points.some((p) => p.failed)) return { failed: points.find((p) => p.failed).failed };
-  // Peak RSS = a + b·T + c·T² (activations grow with T, eager attention scores with T²) through the three points.
-  const [[x0, y0], [x1, y1], [x2, y2]] = points.map((p) => [p.length, p.peakRssMiB]);
-  const c = ((y2 - y0) / (x2 - x0) - (y1 - y0) / (x1 - x0)) / (x2 - x1);
-  const b = (y1 - y0) / (x1 - x0) - c * (x0 + x1);
-  const a = y0 - b * x0 - c * x0 * x0;
   const budget = BUDGET_GIB * 1024;
-  const root = c > 1e-9 ? (-b + Math.sqrt(b * b - 4 * c * (a - budget))) / (2 * c) : (budget - a) / b;
-  let length = Math.floor(root / 64) * 64;
-  for (let attempt = 0; attempt < 4 && length >= 64; attempt += 1) {
-    const run = measure(mode, length);
-    if (!run.failed && run.peakRssMiB <= budget) return { length, ...run, points };
-    length = Math.floor((length * 0.9) / 64) * 64;
+  const runs = new Map();
+  const within = (length) => {
+    if (!runs.has(length)) runs.set(length, measure(mode, length));
+    const r = runs.get(length);
+    return !r.failed && r.peakRssMiB <= budget; // a run killed for memory is over the budget too
+  };
+  let good = 0;
+  let bad = Number.POSITIVE_INFINITY;
+  for (const length of lengths) {
+    if (within(length)) good = Math.max(good, length);
+    else bad = Math.min(bad, length);
   }
-  return { failed: 'no length within the budget', points };
+  const points = lengths.map((length) => [length, runs.get(length).peakRssMiB]).filter(([, y]) => y !== undefined);
+  let guess = null;
+  if (points.length === 3) {
+    const [[x0, y0], [x1, y1], [x2, y2]] = points;
+    const c = ((y2 - y0) / (x2 - x0) - (y1 - y0) / (x1 - x0)) / (x2 - x1);
+    const b = (y1 - y0) / (x1 - x0) - c * (x0 + x1);
+    const a = y0 - b * x0 - c * x0 * x0;
+    guess = Math.floor((c > 1e-9 ? (-b + Math.sqrt(b * b - 4 * c * (a - budget))) / (2 * c) : (budget - a) / b) / 64) * 64;
+  }
+  if (good === 0) return { failed: runs.get(lengths[0]).failed ?? `over ${BUDGET_GIB} GiB already at T ${lengths[0]}` };
+  if (bad === Number.POSITIVE_INFINITY) bad = 2 * Math.max(...lengths); // not reached: one probe beyond
+  while (bad - good > 64) {
+    const middle = guess !== null && guess > good && guess < bad ? guess : Math.floor((good + bad) / 2 / 64) * 64;
+    guess = null;
+    if (within(middle)) good = middle;
+    else bad = middle;
+  }
+  return { length: good, ...runs.get(good) };
 }
 
 function main() {

@@ -94,7 +94,9 @@ struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
   }
 };
 
-torch::jit::Module Submodule(const torch::jit::Module& root, const std::string& path) {
+}  // namespace
+
+torch::jit::Module SubmoduleAt(const torch::jit::Module& root, const std::string& path) {
   torch::jit::Module module = root;
   std::stringstream parts(path);
   std::string name;
@@ -107,10 +109,8 @@ torch::jit::Module Submodule(const torch::jit::Module& root, const std::string& 
   return module;
 }
 
-}  // namespace
-
 at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs) {
-  torch::jit::Module layer = Submodule(root, path);
+  torch::jit::Module layer = SubmoduleAt(root, path);
   std::vector<at::Tensor> anchor;
   bool inputNeedsGrad = false;
   for (const auto& t : inputs) inputNeedsGrad = inputNeedsGrad || t.requires_grad();

@@ -10,6 +10,9 @@
 
 namespace torch_dpo {
 
+// The submodule at a dotted path ("model.layers.3"); throws std::invalid_argument naming the path.
+torch::jit::Module SubmoduleAt(const torch::jit::Module& root, const std::string& path);
+
 // module.<path>.<method>(inputs) → its tensor output, checkpointed. `path` is a dotted submodule
 // path ("model.layers.3"); inputs are tensors (float ones get gradients).
 at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs);

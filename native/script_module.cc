@@ -3,6 +3,7 @@
 
 #include "atomic_file.h"
 
+#include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 
@@ -120,6 +121,9 @@ Napi::Function ModuleHandle::DefineClass(Napi::Env env) {
           InstanceMethod<&ModuleHandle::SetTraining>("setTraining"),
           InstanceMethod<&ModuleHandle::SetRequiresGrad>("setRequiresGrad"),
           InstanceMethod<&ModuleHandle::SetFlag>("setFlag"),
+          InstanceMethod<&ModuleHandle::Submodule>("submodule"),
+          InstanceMethod<&ModuleHandle::RedirectCalls>("redirectCalls"),
+          InstanceMethod<&ModuleHandle::ForgetOptimizedGraphs>("forgetOptimizedGraphs"),
           InstanceMethod<&ModuleHandle::To>("to"),
           InstanceMethod<&ModuleHandle::DeepCopy>("deepCopy"),
           InstanceMethod<&ModuleHandle::Save>("save"),
@@ -300,6 +304,60 @@ Napi::Value ModuleHandle::SetFlag(const Napi::CallbackInfo& info) {
       }
     }
     return Completer([count](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(count)); });
+  });
+}
+
+Napi::Value ModuleHandle::Submodule(const Napi::CallbackInfo& info) {
+  std::string path = StringArg(info, 0, "submodule: path");
+  return Submit(info.Env(), [path](ModuleState& s) {
+    // A handle on the same object: what is registered or defined through it is part of the root.
+    torch::jit::Module child = SubmoduleAt(s.module, path);
+    c10::Device device = s.device;
+    return Completer([child, device](Napi::Env env) -> Napi::Value { return Wrap(env, child, device); });
+  });
+}
+
+namespace {
+
+// Renames self.<child>.<from>(…) calls to self.<child>.<to>(…) in a block and its sub-blocks.
+int64_t RedirectIn(torch::jit::Block* block, torch::jit::Value* self, const std::string& child, const std::string& from, const std::string& to) {
+  int64_t count = 0;
+  for (torch::jit::Node* node : block->nodes()) {
+    for (torch::jit::Block* inner : node->blocks()) count += RedirectIn(inner, self, child, from, to);
+    if (node->kind() != c10::prim::CallMethod || node->s(c10::attr::name) != from) continue;
+    torch::jit::Node* producer = node->inputs()[0]->node();
+    if (producer->kind() == c10::prim::GetAttr && producer->s(c10::attr::name) == child && producer->inputs()[0] == self) {
+      node->s_(c10::attr::name, to);
+      count += 1;
+    }
+  }
+  return count;
+}
+
+}  // namespace
+
+Napi::Value ModuleHandle::RedirectCalls(const Napi::CallbackInfo& info) {
+  std::string child = StringArg(info, 0, "redirectCalls: child");
+  std::string from = StringArg(info, 1, "redirectCalls: from");
+  std::string to = StringArg(info, 2, "redirectCalls: to");
+  return Submit(info.Env(), [child, from, to](ModuleState& s) {
+    int64_t count = 0;
+    for (const auto& method : s.module.get_methods()) {
+      std::shared_ptr<torch::jit::Graph> graph = method.graph();
+      count += RedirectIn(graph->block(), graph->inputs()[0], child, from, to);
+    }
+    return Completer([count](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(count)); });
+  });
+}
+
+Napi::Value ModuleHandle::ForgetOptimizedGraphs(const Napi::CallbackInfo& info) {
+  return Submit(info.Env(), [](ModuleState& s) {
+    // Each method caches an optimized copy of its graph with its callees inlined (describe() and
+    // the first run make it); after a graph edit every cached copy up the tree is stale.
+    for (const torch::jit::Module& m : s.module.modules()) {
+      for (const auto& method : m.get_methods()) torch::jit::toGraphFunction(method.function()).clear_optimized_graphs();
+    }
+    return Completer();
   });
 }
 

@@ -51,6 +51,16 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   // setFlag(name, on) → Promise<number>: sets the bool attribute `name` of this module and every
   // submodule that has one (LoRA's lora_enabled); resolves to how many were set.
   Napi::Value SetFlag(const Napi::CallbackInfo& info);
+  // submodule(path) → Promise<NativeModule>: a handle on the submodule object (shares its state).
+  Napi::Value Submodule(const Napi::CallbackInfo& info);
+  // redirectCalls(child, from, to) → Promise<number>: in this module's method graphs, calls
+  // self.<child>.<from>(…) become self.<child>.<to>(…) (a traced layer's call moved to a method
+  // defined beside its traced forward); resolves to how many were changed. Only before the first run:
+  // a method's execution plan is compiled from its graph once.
+  Napi::Value RedirectCalls(const Napi::CallbackInfo& info);
+  // forgetOptimizedGraphs() → Promise<void>: drops every method's cached optimized graph in the tree
+  // (copies with callees inlined), so that graph edits take effect at the first run.
+  Napi::Value ForgetOptimizedGraphs(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value DeepCopy(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);

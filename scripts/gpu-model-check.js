@@ -2,6 +2,7 @@
 // Part of the GPU check (scripts/gpu-check.sh): the built-in architectures on CUDA with libtorch 2.x.
 // 1. The Qwen3 fixture (sharded bf16) on cuda: SDPA (the default on 2.x) against the eager path and
 //    against the Python reference logits, in fp32 and in bf16.
+//    LoRA (bf16 base, fp32 adapters): adapters off ≡ the plain model; checkpointed ≡ plain gradients.
 // 2. A Qwen3-style ~0.6B model in bf16, batch 8 × 1024, forward + backward: tokens/s and peak CUDA
 //    memory with SDPA and with the eager path, each in its own process (peak memory is per process).
 // Prints one JSON object per line; exit 1 when a comparison fails.
@@ -52,6 +53,39 @@ async function checkpointedGradientGap(t) {
   return Math.max(...plain.map((g, i) => maxAbsDiff(g, checkpointed[i])));
 }
 
+// LoRA on CUDA (bf16 frozen model, fp32 adapters): adapters off is the plain model exactly; with
+// lora_dropout the checkpointed re-run redraws the adapters' dropout masks from the CUDA generator.
+async function loraGaps(t) {
+  const lora = { r: 8, alpha: 16, dropout: 0.2, targetModules: 'all-linear', useRslora: false };
+  const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const plain = await t.loadModel(FIXTURE, { device: 'cuda' });
+  const model = await t.loadModel(FIXTURE, { device: 'cuda', lora });
+  const ids = await t.randint(0, config.vocab_size, [2, 16], { device: 'cuda' });
+  const mask = await t.ones([2, 16], { dtype: 'int64', device: 'cuda' });
+  const host = async (x) => Array.from(await (await (await x.to('float32')).to('cpu')).toTypedArray());
+  await t.noGrad(async () => {
+    for (const p of await model.namedParameters()) if (p.name.endsWith('lora_B.weight')) await p.tensor.copy_(await (await t.randn(p.tensor.shape, { device: 'cuda' })).mul(0.1));
+  });
+  const base = await host(await t.noGrad(() => plain.forward(ids, mask)));
+  const off = await host(await t.noGrad(() => model.adaptersOff().forward(ids, mask)));
+  await model.train(true);
+  const grads = async () => {
+    t.manualSeed(7);
+    const loss = await (await (await (await model.forward(ids, mask)).to('float32')).pow(2)).mean();
+    await loss.backward();
+    const adapters = (await model.namedParameters()).filter((p) => p.tensor.requiresGrad);
+    const out = await Promise.all(adapters.map(async (p) => host(await p.tensor.grad())));
+    for (const p of adapters) await (await p.tensor.grad()).zero_();
+    return out;
+  };
+  const straight = await grads();
+  model.setGradientCheckpointing(true);
+  const checkpointed = await grads();
+  plain.dispose();
+  model.dispose();
+  return { adaptersOff: maxAbsDiff(base, off), checkpointed: Math.max(...straight.map((g, i) => maxAbsDiff(g, checkpointed[i]))) };
+}
+
 const maxAbsDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 const maxAbs = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
@@ -70,6 +104,9 @@ async function compare() {
   const sdpa16 = await logits(t, 'sdpa', 'bfloat16');
   report('qwen3 bf16 cuda sdpa vs Python bf16 reference', maxAbsDiff(sdpa16.ours, sdpa16.bf16), 0.03 * maxAbs(sdpa16.bf16));
   report('qwen3 cuda sdpa with dropout: checkpointed vs plain gradients', await checkpointedGradientGap(t), 1e-5);
+  const lora = await loraGaps(t);
+  report('qwen3 bf16 cuda LoRA: adapters off vs the plain model', lora.adaptersOff, 0);
+  report('qwen3 bf16 cuda LoRA with dropout: checkpointed vs plain adapter gradients', lora.checkpointed, 1e-6);
   return failed;
 }
 

@@ -135,13 +135,38 @@ describe('LoRA adapters on a built-in model', () => {
     model.dispose();
   });
 
-  it('targets by regular expression over the whole path; refuses targets that match nothing and traced models', async () => {
+  it('traced exports: each targeted layer gets the adapters and its parent\'s call is redirected; same logits as the built-in model', async () => {
+    for (const name of ['tiny-llama', 'tiny-gpt2']) {
+      const folder = join(__dirname, 'fixtures', name);
+      const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-lora-traced-'));
+      const builtin = await loadModel(folder, { lora: ALL_LINEAR }); // safetensors + config: built in
+      const traced = await loadModel(join(folder, 'model.pt'), { lora: ALL_LINEAR });
+      expect(traced.info.source).toBe('torchscript');
+      expect([...traced.info.adapters!.modules].sort()).toEqual([...builtin.info.adapters!.modules].sort());
+      expect(traced.info.adapters!.fanInFanOut).toBe(name === 'tiny-gpt2');
+      const base = await logits(traced);
+      expect(maxDiff(base, await logits(builtin))).toBeLessThan(1e-5);
+      await perturbAdapters(builtin);
+      await builtin.saveTrained(dir);
+      await traced.loadTrained(dir); // PEFT files from one into the other
+      const adapted = await logits(traced);
+      expect(maxDiff(adapted, base)).toBeGreaterThan(1e-2);
+      expect(maxDiff(adapted, await logits(builtin))).toBeLessThan(1e-5);
+      expect(await logits(traced.adaptersOff())).toEqual(base);
+      const trainable = (await traced.namedParameters()).filter((p) => p.tensor.requiresGrad).map((p) => p.name);
+      expect(trainable.length).toBe(2 * traced.info.adapters!.modules.length);
+      builtin.dispose();
+      traced.dispose();
+    }
+  });
+
+  it('targets by regular expression over the whole path; refuses targets that match nothing', async () => {
     const model = await loadModel(LLAMA, { lora: { ...ALL_LINEAR, targetModules: 'model\\.layers\\.1\\.self_attn\\.(q|k)_proj' } });
     expect(model.info.adapters!.modules).toEqual(['model.layers.1.self_attn.q_proj', 'model.layers.1.self_attn.k_proj']);
     model.dispose();
     await expect(loadModel(LLAMA, { lora: { ...ALL_LINEAR, targetModules: ['qkv_proj'] } }))
       .rejects.toThrow(/lora_target_modules \["qkv_proj"\] matches no linear layer of llama \(its linear layers: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; or 'all-linear'\)/);
-    await expect(loadModel(join(__dirname, 'fixtures', 'tiny-llama', 'model.pt'), { lora: ALL_LINEAR }))
-      .rejects.toThrow(/use_peft: .*model\.pt is a traced TorchScript export, and LoRA needs a built-in architecture/);
+    await expect(loadModel(join(__dirname, 'fixtures', 'tiny-llama', 'model.pt'), { lora: { ...ALL_LINEAR, targetModules: ['qkv_proj'] } }))
+      .rejects.toThrow(/matches no linear layer of llama \(its linear layers: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/);
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { noGrad } from '../lib/grad-mode';
@@ -9,6 +9,7 @@ import { Tensor } from '../lib/tensor';
 import { DPOTrainer } from '../lib/train/trainer';
 import type { TrainerConfigInput } from '../lib/train/config';
 import { cli, cliProject } from './support/cli-project';
+import { freePort } from './support/free-port';
 
 /** use_peft: DPO on LoRA adapters, the reference being the same model with its adapters off. */
 const FIXTURE = join(__dirname, 'fixtures', 'hf-qwen3'); // sharded bf16 on disk
@@ -86,6 +87,19 @@ describe('DPO with LoRA (use_peft)', () => {
     resumed.dispose();
   });
 
+  it('trains adapters on a traced export (the model.pt file) the same way', async () => {
+    const { dir, data } = project();
+    const folder = join(__dirname, 'fixtures', 'tiny-llama');
+    const losses = await train({ model_name_or_path: join(folder, 'model.pt'), tokenizer_name_or_path: folder, train_dataset: data, output_dir: join(dir, 'traced'),
+      max_steps: 6, ...LORA, save_final_model: true }, async (t) => {
+      expect(t.policy.info.source).toBe('torchscript');
+      expect(t.policy.info.adapters!.modules).toHaveLength(14);
+    });
+    expect(losses[0]).toBeCloseTo(Math.LN2, 7);
+    expect(losses[5]).toBeLessThan(losses[0] - 0.05);
+    expect(readdirSync(join(dir, 'traced', 'final'))).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors']));
+  });
+
   it('checkpoints hold the adapter and its optimizer state only; resume ≡ straight', async () => {
     const { dir, data } = project();
     const base = { model_name_or_path: FIXTURE, train_dataset: data, ...LORA, lr_scheduler_type: 'constant' as const };
@@ -134,6 +148,24 @@ describe('DPO with LoRA (use_peft)', () => {
     const plainExport = cli(['export', '--config', config, '--checkpoint', join(out, 'checkpoint-2'), '--out', join(dir, 'adapter')]);
     expect(plainExport.status === 0 ? '' : plainExport.stderr).toBe('');
     expect(readdirSync(join(dir, 'adapter'))).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'tokenizer.json']));
+  });
+
+  it('2 ranks × 2 pairs follow 1 process × 4 pairs, with and without optimizer sharding (launch, Gloo)', async () => {
+    const { dir, data } = project();
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, [`model_name_or_path: ${FIXTURE}`, `train_dataset: ${data}`, 'max_steps: 4', 'logging_steps: 1', 'learning_rate: 0.01', 'dtype: float32',
+      'use_peft: true', 'lora_target_modules: all-linear', 'cache_dir: false', 'save_strategy: "no"', 'save_final_model: false', 'report_to: []'].join('\n'));
+    const lossesOf = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r).map((r) => r.loss as number);
+    const one = cli(['train', '--config', config, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=4']);
+    expect(one.status === 0 ? '' : one.stderr).toBe('');
+    for (const [name, extra] of [['two', []], ['sharded', ['--set', 'optimizer_sharding=true']]] as const) {
+      const two = cli(['launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', 'train', '--config', config,
+        '--set', `output_dir=${join(dir, name)}`, '--set', 'per_device_train_batch_size=2', ...extra]);
+      expect(two.status === 0 ? '' : two.stderr).toBe('');
+      const [a, b] = [lossesOf(join(dir, 'one')), lossesOf(join(dir, name))];
+      expect(b).toHaveLength(4);
+      b.forEach((l, i) => expect(l).toBeCloseTo(a[i], 5));
+    }
   });
 
   it('refuses what LoRA cannot do, in one line', async () => {

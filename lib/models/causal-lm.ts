@@ -197,7 +197,7 @@ export async function createModel(architecture: string, config: Record<string, u
 }
 
 /** LoRA: the base weights get no gradient and no optimizer state; the adapters train. */
-async function freezeBase(model: CausalLM): Promise<void> {
+export async function freezeBase(model: CausalLM): Promise<void> {
   await model.freeze();
   await scope(async () => {
     for (const p of await model.namedParameters()) if (isAdapterParameter(p.name)) await p.tensor.setRequiresGrad(true);

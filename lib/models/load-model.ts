@@ -5,12 +5,13 @@ import { noGrad } from '../grad-mode';
 import type { DType } from '../native/binding';
 import { scope } from '../scope';
 import { Tensor } from '../tensor';
-import { CausalLM, createModel, type ModelInfo } from './causal-lm';
+import { CausalLM, createModel, freezeBase, type ModelInfo } from './causal-lm';
 import { ScriptModule } from './script-module';
 import { bakedDevices, bakedFloatDtypes } from './traced-graph';
 import { FLOAT_DTYPES } from '../dtypes';
 import { storedFloatDtype } from './weights';
-import { ARCHITECTURE_NAMES } from './architectures';
+import { ARCHITECTURES } from './architectures';
+import { addTracedAdapters } from './traced-lora';
 import type { LoraOptions } from './lora';
 import { hasSafetensorsWeights, weightFiles } from './weight-files';
 
@@ -39,10 +40,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (isDir && !existsSync(tokenizerFile)) throw new DataError(`${dir}: tokenizer.json is missing (the model folder needs its tokenizer)`);
 
   const scriptFile = isDir ? join(dir, 'model.pt') : path;
-  const traced = existsSync(scriptFile) && !(options.lora && isDir && hasSafetensorsWeights(dir));
-  if (traced && options.lora) {
-    throw new ConfigError(`use_peft: ${scriptFile} is a traced TorchScript export, and LoRA needs a built-in architecture (${ARCHITECTURE_NAMES.join(', ')}): a trace is one graph of aten::linear calls on weights it fetched, with no layer left to give an adapter, a dropout or an on/off switch; give a folder with the model's safetensors and config.json instead`);
-  }
+  // Under LoRA a folder's safetensors go into the built-in architecture (it also checkpoints layers).
+  const traced = existsSync(scriptFile) && !(options.lora && isDir && hasSafetensorsWeights(dir) && isBuiltinArchitecture(config.model_type));
   const model = traced ? await loadTorchScript(scriptFile, config, options) : await loadBuiltin(dir, config, options);
   try {
     await checkVocabulary(model, isDir ? tokenizerFile : undefined);
@@ -80,12 +79,19 @@ async function loadTorchScript(scriptFile: string, config: Record<string, unknow
     };
     const model = new CausalLM(module, config, info);
     if (options.dtype) await model.to({ dtype: options.dtype });
+    // Before anything runs the module: the adapters redirect calls in its graphs.
+    if (options.lora) {
+      model.info.adapters = await addTracedAdapters(module, options.lora, String(config.model_type ?? ''), scriptFile);
+      await freezeBase(model);
+    }
     return model;
   } catch (err) {
     module.dispose();
     throw err;
   }
 }
+
+const isBuiltinArchitecture = (modelType: unknown) => typeof modelType === 'string' && modelType in ARCHITECTURES;
 
 const PRECISION: Partial<Record<DType, number>> = { float16: 1, bfloat16: 1, float32: 2, float64: 3 };
 

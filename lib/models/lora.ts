@@ -58,82 +58,50 @@ def forward(self, x):
     return torch.matmul(x, self.weight.t())
 `;
 
+/** PEFT's module selection (check_target_module_exists): names match a path's last parts, a string is a full-path regex. */
+export function isLoraTarget(options: LoraOptions, architecture: string, path: string): boolean {
+  const t = options.targetModules ?? DEFAULT_LORA_TARGETS[architecture] ?? [];
+  if (t === 'all-linear') return true; // callers offer linear layers only, never the output layer
+  if (typeof t === 'string') return new RegExp(`^(?:${t})$`).test(path);
+  return t.some((name) => path === name || path.endsWith(`.${name}`));
+}
+
 /**
- * Builds the linear layers of a built-in architecture, adding adapters to those the options target.
- * `body` computes `y` from `x` in TorchScript (the layer's own maths); an adapted layer adds the
- * low-rank branch behind its `lora_enabled` flag, so one model serves as policy (adapters on) and
- * reference (adapters off).
+ * A TorchScript method `method(self, x)` of a linear layer: `body` computes `y` from `x` (the
+ * layer's own maths, or a call of its traced forward); with `adapted`, the low-rank branch is added
+ * behind the layer's `lora_enabled` flag, so one model serves as policy (adapters on) and reference
+ * (adapters off).
  */
-export class LinearLayers {
+export function linearSource(body: string, adapted: boolean, method = 'forward'): string {
+  const lines = body.trim().split('\n').map((line) => `    ${line.trim()}`);
+  if (adapted) {
+    lines.push(
+      '    if self.lora_enabled:',
+      '        h = torch.dropout(x.to(self.lora_A.weight.dtype), self.lora_dropout, self.training)',
+      // As PEFT: the sum in the adapter's dtype, then back to the layer's (one rounding in bf16).
+      '        y = (y + self.lora_B.forward(self.lora_A.forward(h)) * self.lora_scaling).to(y.dtype)',
+    );
+  }
+  return `\ndef ${method}(self, x):\n${lines.join('\n')}\n    return y\n`;
+}
+
+/**
+ * Gives layers their adapters (lora_A / lora_B submodules and the flag, scaling and dropout
+ * attributes) and, once every layer has them, draws the lora_A weights in order.
+ */
+export class AdapterBuilder {
   readonly modules: string[] = [];
-  private readonly linears: string[] = [];
   private readonly unfilled: Tensor[] = [];
 
   constructor(
-    private readonly architecture: string,
-    private readonly options: LoraOptions | null,
+    readonly options: LoraOptions,
     private readonly creation: CreationOptions,
-    private readonly fanInFanOut = false,
+    private readonly fanInFanOut: boolean,
   ) {}
 
-  async create(path: string, className: string, params: Record<string, Tensor>, body: string, nIn: number, nOut: number): Promise<ScriptModule> {
-    this.linears.push(path);
-    const m = ScriptModule.create(className);
-    for (const [key, tensor] of Object.entries(params)) {
-      await tensor.setRequiresGrad(true);
-      await m.registerParameter(key, tensor);
-    }
-    const lines = body.trim().split('\n').map((line) => `    ${line.trim()}`);
-    const adapted = this.options !== null && this.targets(path);
-    if (adapted) {
-      await this.addAdapter(m, className, nIn, nOut);
-      this.modules.push(path);
-      lines.push(
-        '    if self.lora_enabled:',
-        '        h = torch.dropout(x.to(self.lora_A.weight.dtype), self.lora_dropout, self.training)',
-        // As PEFT: the sum in the adapter's dtype, then back to the layer's (one rounding in bf16).
-        '        y = (y + self.lora_B.forward(self.lora_A.forward(h)) * self.lora_scaling).to(y.dtype)',
-      );
-    }
-    await m.define(`\ndef forward(self, x):\n${lines.join('\n')}\n    return y\n`);
-    return m;
-  }
-
-  /**
-   * Draws the lora_A weights in build order, once the whole model is built (so the base weights are
-   * those of a model without adapters), and checks that the targets matched (as PEFT insists).
-   */
-  async finish(): Promise<AdapterInfo | null> {
-    if (!this.options) return null;
-    if (this.modules.length === 0) {
-      const names = [...new Set(this.linears.map((p) => p.split('.').pop()!))];
-      throw new ConfigError(`lora_target_modules ${JSON.stringify(this.options.targetModules)} matches no linear layer of ${this.architecture} (its linear layers: ${names.join(', ')}; or 'all-linear')`);
-    }
-    await noGrad(async () => {
-      for (const a of this.unfilled.splice(0)) {
-        // Drawn on the CPU in fp32 (as initialWeight): the same seed gives the same adapters everywhere.
-        const bound = 1 / Math.sqrt(a.shape[1]);
-        const u = await rand(a.shape);
-        const drawn = await (await u.mul(2 * bound)).sub(bound);
-        u.dispose();
-        await a.copy_(drawn);
-        drawn.dispose();
-      }
-    });
-    return { options: this.options, modules: this.modules, dtype: adapterDtype(this.creation.dtype), fanInFanOut: this.fanInFanOut };
-  }
-
-  private targets(path: string): boolean {
-    const t = this.options!.targetModules ?? DEFAULT_LORA_TARGETS[this.architecture] ?? [];
-    if (t === 'all-linear') return true; // the output layer is never built through here
-    if (typeof t === 'string') return new RegExp(`^(?:${t})$`).test(path);
-    return t.some((name) => path === name || path.endsWith(`.${name}`));
-  }
-
-  private async addAdapter(m: ScriptModule, className: string, nIn: number, nOut: number): Promise<void> {
-    const o = this.options!;
+  async add(m: ScriptModule, path: string, className: string, nIn: number, nOut: number): Promise<void> {
+    const o = this.options;
     const creation = { dtype: adapterDtype(this.creation.dtype), device: this.creation.device };
-    // Drawn on the CPU in fp32 (as initialWeight): the same seed gives the same adapters everywhere.
     // Filled by finish(), after every base weight is drawn: the base does not depend on the adapters.
     const a = await empty([o.r, nIn], creation);
     this.unfilled.push(a);
@@ -148,5 +116,66 @@ export class LinearLayers {
     await m.registerAttribute('lora_enabled', true);
     await m.registerAttribute('lora_scaling', loraScaling(o), 'float');
     await m.registerAttribute('lora_dropout', o.dropout, 'float');
+    this.modules.push(path);
+  }
+
+  /** Draws lora_A (Kaiming-uniform, a = √5: U(−1/√in, 1/√in)) for every adapter, in the order they were added. */
+  async finish(): Promise<AdapterInfo> {
+    await noGrad(async () => {
+      for (const a of this.unfilled.splice(0)) {
+        // Drawn on the CPU in fp32 (as initialWeight): the same seed gives the same adapters everywhere.
+        const bound = 1 / Math.sqrt(a.shape[1]);
+        const u = await rand(a.shape);
+        const drawn = await (await u.mul(2 * bound)).sub(bound);
+        u.dispose();
+        await a.copy_(drawn);
+        drawn.dispose();
+      }
+    });
+    return { options: this.options, modules: this.modules, dtype: adapterDtype(this.creation.dtype), fanInFanOut: this.fanInFanOut };
+  }
+}
+
+/** The target list as an error message shows it, with the layers there are to choose from. */
+export function noTargetMessage(options: LoraOptions, architecture: string, layerPaths: string[]): string {
+  const names = [...new Set(layerPaths.map((p) => p.split('.').pop()!))];
+  return `lora_target_modules ${JSON.stringify(options.targetModules)} matches no linear layer of ${architecture} (its linear layers: ${names.join(', ')}; or 'all-linear')`;
+}
+
+/**
+ * Builds the linear layers of a built-in architecture (`body` computes `y` from `x` in TorchScript),
+ * adding adapters to those the LoRA options target.
+ */
+export class LinearLayers {
+  private readonly linears: string[] = [];
+  private readonly adapters: AdapterBuilder | null;
+
+  constructor(
+    private readonly architecture: string,
+    private readonly options: LoraOptions | null,
+    private readonly creation: CreationOptions,
+    fanInFanOut = false,
+  ) {
+    this.adapters = options ? new AdapterBuilder(options, creation, fanInFanOut) : null;
+  }
+
+  async create(path: string, className: string, params: Record<string, Tensor>, body: string, nIn: number, nOut: number): Promise<ScriptModule> {
+    this.linears.push(path);
+    const m = ScriptModule.create(className);
+    for (const [key, tensor] of Object.entries(params)) {
+      await tensor.setRequiresGrad(true);
+      await m.registerParameter(key, tensor);
+    }
+    const adapted = this.adapters !== null && isLoraTarget(this.options!, this.architecture, path);
+    if (adapted) await this.adapters!.add(m, path, className, nIn, nOut);
+    await m.define(linearSource(body, adapted));
+    return m;
+  }
+
+  /** The adapters, their lora_A drawn once the whole model is built; targets that matched nothing are an error (as in PEFT). */
+  async finish(): Promise<AdapterInfo | null> {
+    if (!this.adapters) return null;
+    if (this.adapters.modules.length === 0) throw new ConfigError(noTargetMessage(this.options!, this.architecture, this.linears));
+    return this.adapters.finish();
   }
 }

@@ -93,6 +93,12 @@ export class ScriptModule {
   /** requires_grad off for every parameter. */
   freeze(): Promise<void> { return settle('freeze', this.handle.setRequiresGrad(false)); }
   unfreeze(): Promise<void> { return settle('unfreeze', this.handle.setRequiresGrad(true)); }
+  /** A handle on submodule `path` (dotted); what is registered or defined through it changes this module. */
+  async submodule(path: string): Promise<ScriptModule> { return new ScriptModule(await settle(`submodule ${path}`, this.handle.submodule(path))); }
+  /** In this module's method graphs, self.<child>.<from>(…) calls become self.<child>.<to>(…); returns how many. Before the first run only. */
+  redirectCalls(child: string, from: string, to: string): Promise<number> { return settle(`redirectCalls ${child}`, this.handle.redirectCalls(child, from, to)); }
+  /** Drops the cached optimized (inlined) copies of every method's graph in the tree: after redirectCalls, before the first run. */
+  forgetOptimizedGraphs(): Promise<void> { return settle('forgetOptimizedGraphs', this.handle.forgetOptimizedGraphs()); }
   /** Sets the bool attribute `name` on this module and every submodule that has one (e.g. lora_enabled); returns how many. */
   setFlag(name: string, on: boolean): Promise<number> { return settle(`setFlag ${name}`, this.handle.setFlag(name, on)); }
   to(target: { device?: string; dtype?: DType }): Promise<void> { return settle('to', this.handle.to(target.device, target.dtype)); }

@@ -60,6 +60,12 @@ export interface NativeModule {
   setRequiresGrad(on: boolean): Promise<void>;
   /** Sets the bool attribute `name` on this module and every submodule that has one; resolves to the count. */
   setFlag(name: string, on: boolean): Promise<number>;
+  /** A handle on submodule `path` (dotted): registrations and definitions through it change the root's submodule. */
+  submodule(path: string): Promise<NativeModule>;
+  /** In this module's graphs, self.<child>.<from>(…) calls become self.<child>.<to>(…); resolves to the count. Before the first run only. */
+  redirectCalls(child: string, from: string, to: string): Promise<number>;
+  /** Drops the cached optimized (inlined) copies of every method's graph in the tree, after graph edits. */
+  forgetOptimizedGraphs(): Promise<void>;
   to(device: string | undefined, dtype: DType | undefined): Promise<void>;
   deepCopy(): Promise<NativeModule>;
   /** Atomic: written to `<path>.partial`, then renamed. */

@@ -315,6 +315,7 @@ export class DPOTrainer extends EventEmitter {
   async exportFinal(dir: string, options: { merge?: boolean; dtype?: DType } = {}): Promise<string> {
     const adapters = this.policy.info.adapters;
     if (options.merge && !adapters) throw new ConfigError('export --merge: the model has no LoRA adapters (use_peft is off); a plain export already holds every weight');
+    if (adapters && !options.merge && options.dtype) throw new ConfigError(`export --dtype ${options.dtype}: an adapter is written in its own dtype (${adapters.dtype}); --dtype applies with --merge`);
     if (adapters && !options.merge) await this.policy.saveTrained(dir);
     else if (adapters) await this.policy.exportSafetensors(dir, { dtype: options.dtype });
     else {
