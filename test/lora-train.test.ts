@@ -59,7 +59,7 @@ describe('DPO with LoRA (use_peft)', () => {
     const referenceBefore = await logits(reference!);
     expect(await logits(trainer.policy)).toEqual(referenceBefore); // policy = reference at step 0
     const summary = await trainer.describeModel();
-    expect(summary.dtype).toMatch(/LoRA r 8, alpha 16 on 14 layers \(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj\), reference = adapters off/);
+    expect(summary.dtype).toBe('float32 frozen model, float32 LoRA adapters (r 8, alpha 16) on 14 layers (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), reference = adapters off');
     const adapterSizes = (await trainer.policy.namedParameters()).filter((p) => isAdapter(p.name)).map((p) => p.tensor.numel);
     expect(summary.trainable).toBe(adapterSizes.reduce((a, b) => a + b, 0));
     expect(adapterSizes).toHaveLength(2 * 14);

@@ -53,9 +53,12 @@ export const adapterDtype = (base: DType | undefined): DType => (base === 'float
 export const adapterParameterNames = (path: string) => [`${path}.lora_A.weight`, `${path}.lora_B.weight`];
 export const isAdapterParameter = (name: string) => /\.lora_[AB]\.weight$/.test(name);
 
+// The adapters compute in the layer's dtype, their fp32 weights cast per call (what autocast does
+// under TRL's bf16: true); gradients reach the fp32 weights through the cast. Computing them in fp32
+// instead (PEFT without autocast) cost 40% of a bf16 LoRA step on all linear layers here.
 const ADAPTER_LINEAR = `
 def forward(self, x):
-    return torch.matmul(x, self.weight.t())
+    return torch.matmul(x, self.weight.to(x.dtype).t())
 `;
 
 /** PEFT's module selection (check_target_module_exists): names match a path's last parts, a string is a full-path regex. */
@@ -77,9 +80,8 @@ export function linearSource(body: string, adapted: boolean, method = 'forward')
   if (adapted) {
     lines.push(
       '    if self.lora_enabled:',
-      '        h = torch.dropout(x.to(self.lora_A.weight.dtype), self.lora_dropout, self.training)',
-      // As PEFT: the sum in the adapter's dtype, then back to the layer's (one rounding in bf16).
-      '        y = (y + self.lora_B.forward(self.lora_A.forward(h)) * self.lora_scaling).to(y.dtype)',
+      '        h = torch.dropout(x, self.lora_dropout, self.training)',
+      '        y = y + self.lora_B.forward(self.lora_A.forward(h) * self.lora_scaling)',
     );
   }
   return `\ndef ${method}(self, x):\n${lines.join('\n')}\n    return y\n`;

@@ -128,12 +128,13 @@ export class DPOTrainer extends EventEmitter {
   /** The policy as the start summary and the report describe it. */
   async describeModel(): Promise<ModelSummary> {
     const summary = await describeModel(this.policy, this.device);
-    const parts = [this.run.mixed ? `${summary.dtype} masters, bfloat16 compute (bf16 mixed precision)` : summary.dtype];
     const adapters = this.policy.info.adapters;
+    const parts = [this.run.mixed ? `${summary.dtype} masters, bfloat16 compute (bf16 mixed precision)` : summary.dtype];
     if (adapters) {
       const o = adapters.options;
+      const frozen = summary.dtype.split('+').filter((d) => d !== adapters.dtype).join('+') || adapters.dtype;
       const names = [...new Set(adapters.modules.map((path) => path.split('.').pop()))].join(', ');
-      parts.push(`LoRA r ${o.r}, alpha ${o.alpha}${o.useRslora ? ' (rsLoRA)' : ''} on ${adapters.modules.length} layers (${names}), reference = adapters off`);
+      parts[0] = `${frozen} frozen model, ${adapters.dtype} LoRA adapters (r ${o.r}, alpha ${o.alpha}${o.useRslora ? ', rsLoRA' : ''}) on ${adapters.modules.length} layers (${names}), reference = adapters off`;
     }
     if (this.compute.gradientCheckpointing) parts.push('activation checkpointing per layer');
     return { ...summary, dtype: parts.join(', ') };
