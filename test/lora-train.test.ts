@@ -108,6 +108,8 @@ describe('DPO with LoRA (use_peft)', () => {
     const files = readdirSync(join(dir, 'resumed', 'checkpoint-3'));
     expect(files).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors']));
     expect(files.some((f) => f.startsWith('model'))).toBe(false);
+    await expect(train({ ...base, use_peft: false, output_dir: join(dir, 'resumed'), max_steps: 6, resume_from_checkpoint: true }))
+      .rejects.toThrow(/checkpoint-3 holds a LoRA adapter \(adapter_config\.json\), not model weights: load it with use_peft: true/);
     const resumed = await train({ ...base, output_dir: join(dir, 'resumed'), max_steps: 6, resume_from_checkpoint: true });
     expect(resumed.slice(-3)).toEqual(straight.slice(3));
   });

@@ -8,9 +8,9 @@ import { arange } from '../tensor-functions';
 import { ARCHITECTURE_NAMES, ARCHITECTURES } from './architectures';
 import { ScriptModule, type ModuleValue } from './script-module';
 import { exportSafetensors, loadSafetensorsInto } from './weights';
-import { copyCompanionFiles } from './weight-files';
+import { copyCompanionFiles, hasSafetensorsWeights } from './weight-files';
 import { isAdapterParameter, type AdapterInfo, type LoraOptions } from './lora';
-import { loadAdapterWeights, mergedView, writeAdapterFiles } from './peft-files';
+import { ADAPTER_CONFIG, hasAdapterFiles, loadAdapterWeights, mergedView, writeAdapterFiles } from './peft-files';
 import { disposeSymbol } from '../dispose-symbols';
 
 export interface ModelInfo {
@@ -129,6 +129,9 @@ export class CausalLM {
 
   /** Reads back what saveTrained wrote: the adapters (PEFT files) under LoRA, else all weights. */
   loadTrained(dir: string): Promise<void> {
+    const adapter = hasAdapterFiles(dir);
+    if (adapter && !this.info.adapters) throw new ConfigError(`${dir} holds a LoRA adapter (${ADAPTER_CONFIG}), not model weights: load it with use_peft: true`);
+    if (!adapter && this.info.adapters && hasSafetensorsWeights(dir)) throw new ConfigError(`${dir} holds full model weights, not a LoRA adapter: load it without use_peft (or as model_name_or_path)`);
     return this.info.adapters ? loadAdapterWeights(this.module, dir) : this.loadSafetensors(dir);
   }
 

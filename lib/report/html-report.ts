@@ -52,7 +52,7 @@ function metadata(info: RunInfo | null): string {
   const m = info.model as Record<string, unknown>;
   const run: [string, string][] = [
     ['run name', info.run_name ?? '(none)'],
-    ['model', `${show(m.architecture)} (${show(m.source)}${m.path ? ` from ${show(m.path)}` : ''}), ${Number(m.parameters).toLocaleString('en-US')} parameters, ${show(m.dtype)} on ${show(m.device)}`],
+    ['model', `${show(m.architecture)} (${show(m.source)}${m.path ? ` from ${show(m.path)}` : ''}), ${Number(m.parameters).toLocaleString('en-US')} parameters${m.trainable !== undefined && m.trainable !== m.parameters ? ` (${Number(m.trainable).toLocaleString('en-US')} trainable)` : ''}, ${show(m.dtype)} on ${show(m.device)}`],
     ...((m.warnings ?? []) as string[]).map((w): [string, string] => ['model warning', w]),
     ...dataRows('train data', info.data.train as Record<string, unknown>),
     ...dataRows('eval data', info.data.eval as Record<string, unknown> | null),
