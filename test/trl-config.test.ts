@@ -44,12 +44,12 @@ describe('TRL configs move over', () => {
   });
 
   it('refuses what it cannot do, all at once, each with the reason and the torch-dpo way', () => {
-    const message = problems({ ...REQUIRED, deepspeed: 'ds_config.json', fsdp: 'full_shard', push_to_hub: true, use_dora: true, padding_free: true, load_in_4bit: true });
-    expect(message.split('\n').slice(1).map((l) => l.trim().split(':')[0]).sort()).toEqual(['deepspeed', 'fsdp', 'load_in_4bit', 'padding_free', 'push_to_hub', 'use_dora']);
+    const message = problems({ ...REQUIRED, deepspeed: 'ds_config.json', fsdp: 'full_shard', push_to_hub: true, use_dora: true, activation_offloading: true, load_in_4bit: true });
+    expect(message.split('\n').slice(1).map((l) => l.trim().split(':')[0]).sort()).toEqual(['activation_offloading', 'deepspeed', 'fsdp', 'load_in_4bit', 'push_to_hub', 'use_dora']);
     expect(message).toMatch(/deepspeed: ds_config\.json is not supported: DeepSpeed does not run here; use torch-dpo launch --nproc-per-node N -- train … .* optimizer_sharding: true/);
     expect(message).toMatch(/push_to_hub: true is not supported: .*huggingface-cli upload/);
     // The same keys at their defaults ask for nothing.
-    expect(problems({ ...REQUIRED, deepspeed: null, fsdp: '', push_to_hub: false, use_dora: false, padding_free: false, load_in_4bit: false })).toBe('');
+    expect(problems({ ...REQUIRED, deepspeed: null, fsdp: '', push_to_hub: false, use_dora: false, activation_offloading: false, load_in_4bit: false })).toBe('');
   });
 
   it('maps renamed and legacy keys, each with a one-line notice', () => {

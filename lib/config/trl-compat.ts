@@ -173,7 +173,6 @@ export const FOREIGN_KEYS: Record<string, Translate> = {
   fp16_full_eval: ignored('evaluation runs in the parameters\' dtype'),
   gradient_checkpointing_kwargs: ignored('torch-dpo checkpoints each layer natively; there are no options'),
   activation_offloading: refused(NOT_YET('activation offloading')),
-  padding_free: refused(`${NOT_YET('padding-free packing')}; pad_to_multiple_of and train_sampling_strategy: group_by_length cut padding`),
   deepspeed: refused(`DeepSpeed does not run here; use ${LAUNCH}`),
   fsdp: refused(`FSDP does not run here; use ${LAUNCH}`),
   fsdp_config: refused(`FSDP does not run here; use ${LAUNCH}`),

@@ -1,8 +1,27 @@
 import { DataError } from '../errors';
 import { Tensor } from '../tensor';
 import type { TokenizedPair } from './tokenize-pairs';
+import { packPairs, type PackedLayout, type PackingOptions } from './packed-layout';
+
+/** The packed layout's tensors (lib/data/packed-layout.ts), each [rows, width] int64 but the index. */
+export interface PackedTensors {
+  inputIds: Tensor;
+  positionIds: Tensor;
+  segmentIds: Tensor;
+  branchIds: Tensor;
+  /** [2B·L] int64: the flat layout index of each token of the padded 2B layout. */
+  sequenceIndex: Tensor;
+  /** Real tokens in the packed rows, and all (with row padding). */
+  realTokens: number;
+  tokens: number;
+}
 
 export interface PreferenceBatch {
+  /**
+   * With padding_free: the packed rows the model runs on; the padded fields below still describe
+   * the 2B sequences (labels and masks of the log-prob ops, and the fallback for traced models).
+   */
+  packed?: PackedTensors;
   /** [2B,T] int64: prompt+chosen rows 0..B-1, then prompt+rejected rows B..2B-1, right-padded. */
   inputIds: Tensor;
   /** [2B,T] int64: 1 on real tokens. */
@@ -14,13 +33,24 @@ export interface PreferenceBatch {
   pairs: number;
 }
 
-/** The 2B-row layout of the spec, padded with `padId` to the longest row (rounded up to padToMultipleOf). */
-export function collate(pairs: TokenizedPair[], options: { padId: number | null; padToMultipleOf?: number }): PreferenceBatch {
+export interface CollateOptions {
+  padId: number | null;
+  padToMultipleOf?: number;
+  /** Also the packed layout (padding_free / prefix_sharing; see packPairs). */
+  packing?: PackingOptions | null;
+}
+
+/**
+ * The 2B-row layout of the spec, padded with `padId` to the longest row (rounded up to
+ * padToMultipleOf); with `packing`, also the packed layout (then rows are not rounded up: the
+ * padded fields only index labels).
+ */
+export function collate(pairs: TokenizedPair[], options: CollateOptions): PreferenceBatch {
   if (pairs.length === 0) throw new DataError('collate: a batch needs at least one pair');
   if (options.padId === null) throw new DataError('collate: the tokenizer has neither a pad nor an EOS token to pad with');
   const rows = [...pairs.map((p) => p.chosen), ...pairs.map((p) => p.rejected)];
   let width = Math.max(...rows.map((r) => r.ids.length));
-  const multiple = options.padToMultipleOf ?? 1;
+  const multiple = options.packing ? 1 : options.padToMultipleOf ?? 1;
   width = Math.ceil(width / multiple) * multiple;
   const n = rows.length;
   const ids = new BigInt64Array(n * width).fill(BigInt(options.padId));
@@ -40,10 +70,23 @@ export function collate(pairs: TokenizedPair[], options: { padId: number | null;
     completionMask: Tensor.from(completion, { shape: [n, width], dtype: 'bool' }),
     lengths: rows.map((r) => r.ids.length),
     pairs: pairs.length,
+    ...(options.packing ? { packed: packedTensors(packPairs(pairs, options.padId, options.packing)) } : {}),
+  };
+}
+
+function packedTensors(layout: PackedLayout): PackedTensors {
+  const shape = [layout.rows, layout.width];
+  const int64 = (values: number[], dims: number[]) => Tensor.from(BigInt64Array.from(values, (v) => BigInt(v)), { shape: dims });
+  return {
+    inputIds: int64(layout.inputIds, shape), positionIds: int64(layout.positionIds, shape), segmentIds: int64(layout.segmentIds, shape),
+    branchIds: int64(layout.branchIds, shape), sequenceIndex: int64(layout.sequenceIndex, [layout.sequenceIndex.length]),
+    realTokens: layout.realTokens, tokens: layout.rows * layout.width,
   };
 }
 
 export function disposeBatch(batch: PreferenceBatch): void {
+  const p = batch.packed;
+  if (p) for (const t of [p.inputIds, p.positionIds, p.segmentIds, p.branchIds, p.sequenceIndex]) t.dispose();
   batch.inputIds.dispose();
   batch.attentionMask.dispose();
   batch.completionMask.dispose();

@@ -83,3 +83,25 @@ def attention_mask(self, attention_mask, T: int, window: int):
     unattended = torch.logical_not(mask.any(-1, keepdim=True))
     return torch.logical_or(mask, unattended)
 `;
+
+/**
+ * TorchScript `packed_mask(segments, branches, positions, window) -> [R,1,T,T]` bool for packed rows
+ * (lib/data/packed-layout.ts): query i sees key j when both are in the same segment, j ≤ i, and not
+ * (i in a rejected tail and j in a chosen tail); with a window, their positions are less than
+ * `window` apart. Padding (segment −1) sees nothing of its own, so it sees every key (as
+ * attention_mask's padding queries) and is never seen.
+ */
+export const PACKED_MASK_SOURCE = `
+def packed_mask(self, segments, branches, positions, window: int):
+    T = segments.size(1)
+    i = torch.arange(T, device=segments.device)
+    causal = (i.unsqueeze(1) - i.unsqueeze(0)) >= 0
+    same = torch.logical_and(segments.unsqueeze(2) == segments.unsqueeze(1), segments.unsqueeze(1) >= 0)
+    crossed = torch.logical_and(branches.unsqueeze(2) == 2, branches.unsqueeze(1) == 1)
+    visible = torch.logical_and(torch.logical_and(same, causal.unsqueeze(0)), torch.logical_not(crossed))
+    if window > 0:
+        visible = torch.logical_and(visible, (positions.unsqueeze(2) - positions.unsqueeze(1)) < window)
+    mask = visible.unsqueeze(1)
+    unattended = torch.logical_not(mask.any(-1, keepdim=True))
+    return torch.logical_or(mask, unattended)
+`;

@@ -12,6 +12,7 @@ import { copyCompanionFiles, hasSafetensorsWeights } from './weight-files';
 import { isAdapterParameter, type AdapterInfo, type LoraOptions } from './lora';
 import { ADAPTER_CONFIG, hasAdapterFiles, loadAdapterWeights, mergedView, writeAdapterFiles } from './peft-files';
 import { disposeSymbol } from '../dispose-symbols';
+import type { PackedTensors } from '../data/collate';
 
 export interface ModelInfo {
   source: 'torchscript' | 'builtin';
@@ -25,6 +26,8 @@ export interface ModelInfo {
   warnings: string[];
   /** The longest sequence it takes (n_positions, max_position_embeddings; unbounded for dynamic rope). */
   maxPositions: number;
+  /** Built-in architectures: forward_hidden_packed for packed rows (padding_free). */
+  packs?: boolean;
   /** Built-in architectures: where the layers are, for activation checkpointing (`<prefix>.<i>`). */
   layers?: { prefix: string; count: number };
   /** LoRA adapters (built-in architectures built with `lora`): the base is frozen, only they train. */
@@ -46,15 +49,26 @@ export class CausalLM {
 
   /** Logits; anything else the module returns (an HF export's past_key_values, hidden states) is disposed at once. */
   forward(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
-    if (this.checkpointsLayers()) return scope(async () => (await this.module.run('logits_from_hidden', [await this.hiddenByLayers(inputIds, attentionMask)])) as Tensor);
+    if (this.checkpointsLayers()) return scope(async () => (await this.module.run('logits_from_hidden', [await this.hiddenByLayers('prepare_layers', [inputIds, attentionMask])])) as Tensor);
     return scope(async () => logitsOf(await this.module.run('forward', await this.forwardInputs(inputIds, attentionMask))));
   }
 
   /** Last hidden states [N,T,H] (built-in architectures), for the fused-linear loss with lm_head.weight. */
   async forwardHidden(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
     if (!this.info.hasForwardHidden) throw new ConfigError(`${this.info.architecture} from ${this.info.path ?? 'memory'} has no forward_hidden method`);
-    if (this.checkpointsLayers()) return scope(() => this.hiddenByLayers(inputIds, attentionMask));
+    if (this.checkpointsLayers()) return scope(() => this.hiddenByLayers('prepare_layers', [inputIds, attentionMask]));
     return scope(async () => (await this.module.run('forward_hidden', [inputIds, attentionMask])) as Tensor);
+  }
+
+  /**
+   * Last hidden states [R,W,H] of packed rows (padding_free; lib/data/packed-layout.ts): positions
+   * and the segment/branch structure given per token. Built-in architectures (info.packs).
+   */
+  async forwardHiddenPacked(packed: PackedTensors): Promise<Tensor> {
+    if (!this.info.packs) throw new ConfigError(`${this.info.architecture} from ${this.info.path ?? 'memory'} takes no packed rows (a traced export has a fixed signature)`);
+    const inputs = [packed.inputIds, packed.positionIds, packed.segmentIds, packed.branchIds];
+    if (this.checkpointsLayers()) return scope(() => this.hiddenByLayers('prepare_packed_layers', inputs));
+    return scope(async () => (await this.module.run('forward_hidden_packed', inputs)) as Tensor);
   }
 
   /**
@@ -75,10 +89,10 @@ export class CausalLM {
     return this.#checkpointing && isGradEnabled();
   }
 
-  /** prepare_layers, each layer checkpointed, finish_layers: the hidden states forward_hidden computes. */
-  private async hiddenByLayers(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
+  /** `prepare` (prepare_layers or prepare_packed_layers), each layer checkpointed, finish_layers. */
+  private async hiddenByLayers(prepare: string, inputs: Tensor[]): Promise<Tensor> {
     const { prefix, count } = this.info.layers!;
-    const [first, ...rest] = (await this.module.run('prepare_layers', [inputIds, attentionMask])) as Tensor[];
+    const [first, ...rest] = (await this.module.run(prepare, inputs)) as Tensor[];
     let x = first;
     for (let i = 0; i < count; i += 1) x = await this.module.runCheckpointed(`${prefix}.${i}`, 'forward', [x, ...rest]);
     return (await this.module.run('finish_layers', [x])) as Tensor;
@@ -191,7 +205,7 @@ export async function createModel(architecture: string, config: Record<string, u
   const { module, config: full, adapters } = await built.create(config, { init: options.init ?? true, dtype: options.dtype, device: options.device, lora: options.lora });
   const info: ModelInfo = {
     source: 'builtin', architecture, vocabSize: Number((full as { vocab_size: number }).vocab_size),
-    forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, warnings: [], maxPositions: built.maxPositions(full), layers: built.layers(full),
+    forwardArgs: ['input_ids', 'attention_mask'], hasForwardHidden: true, packs: true, warnings: [], maxPositions: built.maxPositions(full), layers: built.layers(full),
     ...(adapters ? { adapters } : {}),
   };
   const model = new CausalLM(module, { model_type: architecture, architectures: [built.className], ...full }, info);
@@ -219,6 +233,10 @@ class AdaptersOffView extends CausalLM {
 
   override forwardHidden(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor> {
     return this.withAdaptersOff(() => this.owner.forwardHidden(inputIds, attentionMask));
+  }
+
+  override forwardHiddenPacked(packed: PackedTensors): Promise<Tensor> {
+    return this.withAdaptersOff(() => this.owner.forwardHiddenPacked(packed));
   }
 
   /** The base model's parameters (what a reference cache key hashes). */

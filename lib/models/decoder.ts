@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { DType } from '../native/binding';
 import type { Tensor } from '../tensor';
 import { ones, zeros } from '../tensor-functions';
-import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, type AttentionImplementation } from './attention';
+import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, PACKED_MASK_SOURCE, type AttentionImplementation } from './attention';
 import type { Architecture } from './architecture';
 import { LinearLayers, type AdapterInfo, type LoraOptions } from './lora';
 import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
@@ -108,6 +108,7 @@ function modelSource(spec: DecoderSpec): string {
   const windows = [...new Set(spec.windows.filter((w) => w > 0))];
   // One window size at most across layers (HF configs have one sliding_window); masks built once per forward.
   const windowMask = windows.length ? `self.attention_mask(attention_mask, T, ${windows[0]})` : 'full_mask';
+  const windowPacked = windows.length ? `self.packed_mask(segment_ids, branch_ids, position_ids, ${windows[0]})` : 'full_mask';
   // prepare / finish split the forward around the layers for activation checkpointing (layer by layer).
   return `
 def prepare(self, input_ids, attention_mask):
@@ -118,13 +119,24 @@ def prepare(self, input_ids, attention_mask):
     window_mask = ${windowMask}
     return x, full_mask, window_mask, cos, sin
 
+def prepare_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+    x = self.embed_tokens.forward(input_ids)
+    cos, sin = self.rotary_at(position_ids, x)
+    full_mask = self.packed_mask(segment_ids, branch_ids, position_ids, 0)
+    window_mask = ${windowPacked}
+    return x, full_mask, window_mask, cos, sin
+
 def finish(self, x):
     return self.norm.forward(x)
 
 def forward(self, input_ids, attention_mask):
     x, full_mask, window_mask, cos, sin = self.prepare(input_ids, attention_mask)
     return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin))
-` + ATTENTION_MASK_SOURCE + ropeSource(spec.rope, spec.headDim);
+
+def forward_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+    x, full_mask, window_mask, cos, sin = self.prepare_packed(input_ids, position_ids, segment_ids, branch_ids)
+    return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin))
+` + ATTENTION_MASK_SOURCE + PACKED_MASK_SOURCE + ropeSource(spec.rope, spec.headDim);
 }
 
 const CAUSAL_LM = `
@@ -133,6 +145,9 @@ def forward_hidden(self, input_ids, attention_mask):
 
 def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
+
+def forward_hidden_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+    return self.model.forward_packed(input_ids, position_ids, segment_ids, branch_ids)
 ` + layerStepsSource('model');
 
 /**

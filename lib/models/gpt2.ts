@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ones, zeros } from '../tensor-functions';
 import type { Architecture, ArchitectureBuild } from './architecture';
 import { LinearLayers, type AdapterInfo } from './lora';
-import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, type AttentionImplementation } from './attention';
+import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, PACKED_MASK_SOURCE, type AttentionImplementation } from './attention';
 import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
 import { ScriptModule } from './script-module';
 
@@ -79,10 +79,19 @@ def prepare(self, input_ids, attention_mask):
 def finish(self, x):
     return self.ln_f.forward(x)
 
+def prepare_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+    x = self.wte.forward(input_ids) + self.wpe.forward(position_ids)
+    x = torch.dropout(x, self.embd_pdrop, self.training)
+    return x, self.packed_mask(segment_ids, branch_ids, position_ids, 0)
+
 def forward(self, input_ids, attention_mask):
     x, mask = self.prepare(input_ids, attention_mask)
     return self.finish(self.h.forward(x, mask))
-` + ATTENTION_MASK_SOURCE;
+
+def forward_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+    x, mask = self.prepare_packed(input_ids, position_ids, segment_ids, branch_ids)
+    return self.finish(self.h.forward(x, mask))
+` + ATTENTION_MASK_SOURCE + PACKED_MASK_SOURCE;
 const LM_HEAD = `
 def forward(self, x):
     return torch.matmul(x, self.weight.t())
@@ -93,6 +102,9 @@ def forward_hidden(self, input_ids, attention_mask):
 
 def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
+
+def forward_hidden_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+    return self.transformer.forward_packed(input_ids, position_ids, segment_ids, branch_ids)
 ` + layerStepsSource('transformer');
 
 /**

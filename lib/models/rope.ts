@@ -70,7 +70,8 @@ export function inverseFrequencies(spec: RopeSpec, dim: number): Float32Array {
 }
 
 /**
- * TorchScript `rotary(T, x) -> (cos, sin)` [T, dim] in x's dtype. The fp32 frequencies are constants of
+ * TorchScript `rotary(T, x) -> (cos, sin)` [T, dim] in x's dtype, and `rotary_at(positions, x)` for
+ * given position ids [R, T] (packed rows) -> [R, 1, T, dim]. The fp32 frequencies are constants of
  * the source, not a buffer: a dtype cast of the model cannot round them (HF keeps them in fp32 too).
  * `dynamic` recomputes the frequencies for a forward longer than max_position_embeddings, with HF's
  * formula at seq_len = T (HF caches the longest length seen so far; this is stateless, equal to HF
@@ -82,12 +83,24 @@ export function ropeSource(spec: RopeSpec, dim: number): string {
         base = ${spec.theta} * ((${spec.factor} * T / ${spec.originalMaxPositions}) - (${spec.factor} - 1.0)) ** (${dim}.0 / (${dim}.0 - 2.0))
         inv_freq = 1.0 / torch.pow(base, torch.arange(0, ${dim}, 2, device=x.device).float() / ${dim}.0)`;
   return `
-def rotary(self, T: int, x):
+def inverse_frequencies(self, T: int, x):
     inv_freq = torch.tensor([${Array.from(inverseFrequencies(spec, dim), scriptFloat).join(', ')}], device=x.device)${dynamic}
+    return inv_freq
+
+def rotary(self, T: int, x):
+    inv_freq = self.inverse_frequencies(T, x)
     positions = torch.arange(T, device=x.device).float()
     freqs = positions.unsqueeze(1) * inv_freq.unsqueeze(0)
     emb = torch.cat([freqs, freqs], -1)
     return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+def rotary_at(self, positions, x):
+    # Packed rows: each token's own position; [R,1,T,dim] broadcasts over heads. Dynamic rope takes
+    # the longest sequence (max position + 1) as the padded forward takes its width.
+    inv_freq = self.inverse_frequencies(int(positions.max()) + 1, x)
+    freqs = positions.float().unsqueeze(-1) * inv_freq
+    emb = torch.cat([freqs, freqs], -1)
+    return emb.cos().to(x.dtype).unsqueeze(1), emb.sin().to(x.dtype).unsqueeze(1)
 `;
 }
 

@@ -31,6 +31,10 @@ const runOptionsSchema = z.object({
     .describe('bf16 mixed precision: forward and backward in bfloat16, fp32 master weights, gradients and AdamW moments (18 bytes per parameter vs 16 in fp32). TRL turns it on by default; torch-dpo does not, since CPUs without bf16 units run it slower.'),
   gradient_checkpointing: z.boolean().nullable().default(false).transform((v) => v === true)
     .describe('Activation checkpointing per layer (built-in architectures): each layer keeps only its input and is re-run in backward (with the same dropout). Less memory, about a third more compute. TRL turns it on by default; torch-dpo does not.'),
+  padding_free: z.boolean().default(false)
+    .describe("Pack each micro-batch's sequences into rows without padding (built-in architectures; a traced export stays padded, with a notice). Attention stays within each sequence; log-probs, loss and gradients equal the padded layout's."),
+  prefix_sharing: z.boolean().default(false)
+    .describe('Lay each pair out as [prompt, chosen, rejected] so the prompt is computed once (rejected tokens never see chosen ones; positions restart after the prompt); with padding_free the pairs also pack together.'),
   use_peft: z.boolean().default(false)
     .describe('LoRA (built-in architectures): the model is frozen and low-rank adapters train; the reference is the same model with its adapters off (no second copy); checkpoints and final/ hold the adapter in PEFT format.'),
   lora_r: z.number().int().positive().default(16).describe('LoRA rank r.'),

@@ -15,10 +15,24 @@ export interface LogpsRequest {
   fusedLinear: boolean;
 }
 
-/** Per-sequence log-probs of the 2B rows: fused-linear from hidden states when possible, else from logits. */
+/**
+ * Per-sequence log-probs of the 2B rows: from packed rows when the batch has them and the model takes
+ * them (fused-linear on the gathered states), else fused-linear from hidden states when possible,
+ * else from logits.
+ */
 export async function batchLogps(model: CausalLM, batch: PreferenceBatch, request: LogpsRequest): Promise<SequenceLogpsResult> {
   // Non-finite values flow through: the trainer skips and counts such steps.
   const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics, allowNonFinite: true };
+  const packed = batch.packed && model.info.packs ? batch.packed : null;
+  if (packed) {
+    // Packed rows: the states of each sequence's tokens gathered back into the padded 2B layout.
+    const head = (await model.lmHeadWeight())!;
+    const flat = await model.forwardHiddenPacked(packed);
+    const [rows, width, size] = flat.shape;
+    const [N, L] = batch.inputIds.shape;
+    const hidden = await (await (await flat.view([rows * width, size])).indexSelect(0, packed.sequenceIndex)).view([N, L, size]);
+    return sequenceLogpsFromHidden(hidden, head, undefined, batch.inputIds, batch.completionMask, options);
+  }
   const head = request.fusedLinear && model.info.hasForwardHidden ? await model.lmHeadWeight() : null;
   if (head) {
     const hidden = await model.forwardHidden(batch.inputIds, batch.attentionMask);
@@ -31,7 +45,11 @@ export async function batchLogps(model: CausalLM, batch: PreferenceBatch, reques
 
 export interface MicroStepResult {
   pairs: number;
+  /** Real tokens of the 2B sequences (a shared prompt counts once per sequence): the useful work. */
   tokens: number;
+  /** Token slots the policy's forward ran on (rows × width, padding included), and the real ones among them. */
+  processedTokens: number;
+  layoutTokens: number;
   metrics: DpoMetrics & Record<string, number>;
   loss: number;
 }
@@ -118,10 +136,14 @@ export function pairLoss(
     }
     const s = await readScalars(sums);
     const [tokC, tokR] = [s['tokens/chosen'], s['tokens/rejected']];
+    const tokens = batch.lengths.reduce((a, b) => a + b, 0);
+    const packed = batch.packed && policy.info.packs ? batch.packed : null;
     return {
       result: result.loss,
       pairs: B,
-      tokens: batch.lengths.reduce((a, b) => a + b, 0),
+      tokens,
+      processedTokens: packed ? packed.tokens : batch.inputIds.numel,
+      layoutTokens: packed ? packed.realTokens : tokens,
       loss: s.loss,
       metrics: {
         ...result.metrics,

@@ -1,4 +1,4 @@
-import { collate, disposeBatch } from '../data/collate';
+import { collate, disposeBatch, type CollateOptions } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { ConfigError } from '../errors';
 import { noGrad } from '../grad-mode';
@@ -12,9 +12,9 @@ export interface EvaluationSetup {
   /** The reference side of a batch of these pairs at the given indices. */
   referenceFor: (indices: number[]) => BatchReference;
   loss: DpoLossConfig;
-  padId: number | null;
+  /** Padded or packed batches (the run's layout). */
+  layout: CollateOptions;
   batchSize: number;
-  padToMultipleOf?: number;
   fusedLinear: boolean;
   parallel: DataParallel | null;
 }
@@ -36,7 +36,7 @@ export async function evaluatePairs(pairs: TokenizedPair[], setup: EvaluationSet
   const totals: Record<string, number> = {};
   for (const { start, weight } of work) {
     const chunk = pairs.slice(start, start + size);
-    const batch = collate(chunk, { padId: setup.padId, padToMultipleOf: setup.padToMultipleOf });
+    const batch = collate(chunk, setup.layout);
     try {
       const reference = setup.referenceFor(chunk.map((_, k) => start + k));
       const r = await noGrad(() => pairLoss(setup.policy, reference, batch, setup.loss, setup.fusedLinear));

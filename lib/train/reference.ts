@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { collate, disposeBatch } from '../data/collate';
+import { collate, disposeBatch, type CollateOptions } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { noGrad } from '../grad-mode';
 import { scope } from '../scope';
@@ -64,7 +64,7 @@ function readCached(path: string | null, count: number): Float64Array | null {
 export async function precomputeReferenceLogps(
   reference: CausalLM,
   pairs: TokenizedPair[],
-  options: { padId: number | null; batchSize: number; fusedLinear: boolean; cacheDir: string | null; parallel?: DataParallel | null },
+  options: { layout: CollateOptions; batchSize: number; fusedLinear: boolean; cacheDir: string | null; parallel?: DataParallel | null },
 ): Promise<{ logps: ReferenceLogps; cached: boolean; path: string | null }> {
   const parallel = options.parallel ?? null;
   const path = options.cacheDir ? join(options.cacheDir, `${await referenceKey(reference, pairs)}.reflogps`) : null;
@@ -79,7 +79,7 @@ export async function precomputeReferenceLogps(
   const [rank, ranks] = parallel ? [parallel.rank, parallel.worldSize] : [0, 1];
   for (let start = rank * options.batchSize; start < pairs.length; start += options.batchSize * ranks) {
     const chunk = pairs.slice(start, start + options.batchSize);
-    const batch = collate(chunk, { padId: options.padId });
+    const batch = collate(chunk, options.layout);
     try {
       const values = await scope(async () => {
         const { logps } = await noGrad(() => batchLogps(reference, batch, { tokenLogps: false, wpo: false, metrics: false, fusedLinear: options.fusedLinear }));

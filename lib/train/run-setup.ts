@@ -14,6 +14,8 @@ import { dpoLossConfigOf, type DpoLossConfig } from '../loss/dpo-config';
 import { CausalLM, createModel } from '../models/causal-lm';
 import { loadModel } from '../models/load-model';
 import { MixedPrecision } from './mixed-precision';
+import { batchLayoutNotice, batchLayoutOf } from './batch-layout';
+import type { CollateOptions } from '../data/collate';
 import type { LoraOptions } from '../models/lora';
 import { readAdapterOptions } from '../models/peft-files';
 import { createOptimizer, type Optimizer } from '../optim/optimizer';
@@ -39,6 +41,8 @@ export interface RunParts {
   policy: CausalLM;
   /** bf16: true: the working copy forward and backward run on, and its bookkeeping. */
   mixed: MixedPrecision | null;
+  /** How batches are laid out (padded, or packed with padding_free / prefix_sharing). */
+  layout: CollateOptions;
   reference: Reference;
   tokenizer: HfTokenizer;
   pairs: TokenizedPair[];
@@ -141,6 +145,9 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     if (referenceModel) made.push(referenceModel);
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
+    const layout = batchLayoutOf(c, tokenizer.padId, policy);
+    const layoutNotice = batchLayoutNotice(c, policy);
+    if (layoutNotice) notice(layoutNotice);
     const dataOptions = dataOptionsOf(c);
     const train = await loadPreferenceData(c.train_dataset, tokenizer, dataOptions);
     const evaluation = c.eval_dataset ? await loadPreferenceData(c.eval_dataset, tokenizer, dataOptions) : null;
@@ -150,7 +157,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     if (c.precompute_ref_log_probs && referenceModel) {
       // One pass with a temporary reference, then only the numbers are kept.
       const cacheDir = c.cache_dir === false ? null : join(c.cache_dir ?? dirname(defaultCacheDir()), 'reference');
-      const pass = { padId: tokenizer.padId, batchSize: c.precompute_ref_batch_size ?? c.per_device_eval_batch_size, fusedLinear: c.use_fused_linear, cacheDir, parallel };
+      const pass = { layout, batchSize: c.precompute_ref_batch_size ?? c.per_device_eval_batch_size, fusedLinear: c.use_fused_linear, cacheDir, parallel };
       const trainLogps = (await precomputeReferenceLogps(referenceModel, train.pairs, pass)).logps;
       const evalLogps = evaluation && evaluation.pairs.length > 0 ? (await precomputeReferenceLogps(referenceModel, evaluation.pairs, pass)).logps : null;
       referenceModel.dispose();
@@ -166,7 +173,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     made.push(optimizer);
     stopIfAsked();
     return {
-      config: c, loss, parallel, output, device: rankDevice, policy, mixed, reference, tokenizer, pairs: train.pairs, evalPairs: evaluation?.pairs ?? [],
+      config: c, loss, parallel, output, device: rankDevice, policy, mixed, layout, reference, tokenizer, pairs: train.pairs, evalPairs: evaluation?.pairs ?? [],
       dataReport: train.report, evalDataReport: evaluation?.report ?? null, sampler, optimizer, schedule: runSchedule(c, sampler.stepsPerEpoch),
     };
   } catch (err) {

@@ -152,9 +152,9 @@ export class DPOTrainer extends EventEmitter {
   async evaluate(pairs: TokenizedPair[] = this.evalPairs): Promise<Record<string, number>> {
     const split = pairs === this.evalPairs ? 'eval' : 'other';
     return evaluatePairs(pairs, {
-      policy: this.compute, loss: this.loss, padId: this.tokenizer.padId, parallel: this.run.parallel,
+      policy: this.compute, loss: this.loss, layout: this.run.layout, parallel: this.run.parallel,
       referenceFor: (indices) => batchReference(this.reference, split, indices),
-      batchSize: this.config.per_device_eval_batch_size, padToMultipleOf: this.config.pad_to_multiple_of, fusedLinear: this.config.use_fused_linear,
+      batchSize: this.config.per_device_eval_batch_size, fusedLinear: this.config.use_fused_linear,
     });
   }
 
@@ -248,11 +248,16 @@ export class DPOTrainer extends EventEmitter {
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const tokens = results.reduce((s, r) => s + r.tokens, 0);
+    const processed = results.reduce((s, r) => s + r.processedTokens, 0);
     this.tokensSeen += tokens;
     if (finite) {
+      // tokens_per_second counts useful tokens (each sequence's own); processed ones include padding
+      // and count a shared prompt once: their ratio is what packing and prefix sharing change.
       const record: LogRecord = {
         step: this.step, epoch: this.step / schedule.stepsPerEpoch, learning_rate: optimizer.lr, grad_norm: gradNorm, loss: lossValue,
         num_tokens: this.tokensSeen, tokens_per_second: (tokens / seconds) * this.worldSize, step_seconds: seconds, nonfinite_steps: this.nonfiniteSteps,
+        'tokens/padding_fraction': 1 - results.reduce((s, r) => s + r.layoutTokens, 0) / processed,
+        'tokens/processed_per_second': (processed / seconds) * this.worldSize,
       };
       this.log.add({ ...record, ...reduced });
     }
@@ -275,7 +280,7 @@ export class DPOTrainer extends EventEmitter {
     const micro = this.run.sampler.batches(epoch).slice(inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps);
     const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
     const results: MicroStepResult[] = [];
-    const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), { padId: this.tokenizer.padId, padToMultipleOf: c.pad_to_multiple_of });
+    const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), this.run.layout);
     let batch = collateAt(0);
     for (let k = 0; k < micro.length; k += 1) {
       const indices = micro[k];
