@@ -18,27 +18,27 @@ const pair = (prompt: number[], chosen: number[], rejected: number[]): Tokenized
 describe('packed layout', () => {
   it('shares each prefix once, restarts positions per pair, continues the rejected tail from the prefix, indexes every sequence token', () => {
     const pairs = [pair([5, 6, 7], [8, 9], [10]), pair([11, 12], [13], [14, 15, 16])];
-    const layout = packPairs(pairs, 0, { prefixSharing: true, rowTokens: 64 });
-    expect(layout.rows).toBe(1);
+    const layout = packPairs(pairs, { prefixSharing: true });
     expect(layout.inputIds).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
     expect(layout.positionIds).toEqual([0, 1, 2, 3, 4, 3, 0, 1, 2, 2, 3, 4]);
-    expect(layout.segmentIds).toEqual([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
+    expect(layout).toMatchObject({ tokens: 12, segments: 2, segmentWidth: 6, paddedTokens: 20 });
+    expect(layout.segmentIndex).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     const { shared: S, chosen: C, rejected: R } = BRANCH;
-    expect(layout.branchIds).toEqual([S, S, S, C, C, R, S, S, C, R, R, R]);
-    expect(layout.sequenceLength).toBe(5);
+    expect(layout.segmentBranches).toEqual([S, S, S, C, C, R, S, S, C, R, R, R]);
+    expect(layout.tokenSlot).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     // Sequences in collate's order: chosen 0, chosen 1, rejected 0, rejected 1 (L = 5, padding → 0).
     expect(layout.sequenceIndex).toEqual([0, 1, 2, 3, 4, /**/ 6, 7, 8, 0, 0, /**/ 0, 1, 2, 5, 0, /**/ 6, 7, 9, 10, 11]);
-    expect(layout).toMatchObject({ realTokens: 12, paddedTokens: 20 });
   });
 
-  it('without prefix sharing: one segment per sequence; rows fill first-fit up to the budget and pad to the longest', () => {
+  it('without prefix sharing: one segment per sequence; attention blocks padded to the longest, each token with its slot', () => {
     const pairs = [pair([5, 6, 7], [8, 9], [10]), pair([11, 12], [13], [14, 15, 16])];
-    const layout = packPairs(pairs, 0, { prefixSharing: false, rowTokens: 8 });
-    // Segments of 5, 3, 4, 5 tokens: [5+3], [4], [5] → width 8.
-    expect(layout.rows).toBe(3);
-    expect(layout.width).toBe(8);
-    expect(layout.segmentIds).toEqual([0, 0, 0, 0, 0, 1, 1, 1, /**/ 2, 2, 2, 2, -1, -1, -1, -1, /**/ 3, 3, 3, 3, 3, -1, -1, -1]);
-    expect(layout.positionIds.slice(0, 8)).toEqual([0, 1, 2, 3, 4, 0, 1, 2]);
+    const layout = packPairs(pairs, { prefixSharing: false });
+    // Segments of 5, 3 (chosen), 4, 5 (rejected) tokens: N = 17, blocks of W = 5 (slot 17 is the zero row).
+    expect(layout).toMatchObject({ tokens: 17, segments: 4, segmentWidth: 5 });
+    expect(layout.segmentIndex).toEqual([0, 1, 2, 3, 4, /**/ 5, 6, 7, 17, 17, /**/ 8, 9, 10, 11, 17, /**/ 12, 13, 14, 15, 16]);
+    expect(layout.segmentBranches.slice(5, 10)).toEqual([0, 0, 0, -1, -1]);
+    expect(layout.tokenSlot).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 15, 16, 17, 18, 19]);
+    expect(layout.positionIds.slice(5, 8)).toEqual([0, 1, 2]);
   });
 });
 
@@ -75,19 +75,15 @@ const maxDiff = (a: number[][], b: number[][]) => Math.max(...a.map((g, i) => Ma
 
 describe.each(['hf-llama3', 'hf-mistral', 'hf-qwen2', 'hf-qwen3', 'tiny-gpt2'])('%s: packed ≡ padded (fp64)', (name) => {
   it.each([
-    ['padding-free, one row', { prefixSharing: false, rowTokens: 256 }],
-    ['padding-free, rows of 12', { prefixSharing: false, rowTokens: 12 }],
-    ['padding-free, rows as long as the longest sequence', { prefixSharing: false }],
-    ['prefix-shared, one row', { prefixSharing: true, rowTokens: 256 }],
-    ['prefix-shared, rows of 16', { prefixSharing: true, rowTokens: 16 }],
-    ['prefix-shared, rows as long as the longest segment', { prefixSharing: true }],
+    ['padding-free', { prefixSharing: false }],
+    ['prefix-shared', { prefixSharing: true }],
   ] as const)('%s: loss, every metric and every gradient within 1e-5 (the contract)', async (_, packing) => {
     const model = await builtin(name);
     await model.eval();
     const padded = collate(PAIRS, { padId: 0 });
     const base = await lossAndGradients(model, padded);
     const packedBatch = collate(PAIRS, { padId: 0, packing });
-    expect(packedBatch.packed!.realTokens).toBeLessThan(packedBatch.inputIds.numel);
+    expect(packedBatch.packed!.tokens).toBeLessThan(packedBatch.inputIds.numel);
     const packed = await lossAndGradients(model, packedBatch);
     // Not 1e-15: the eager attention's softmax runs in fp32 (as HF's, whatever the model's dtype), and
     // a rejected tail's keys sit at other offsets of a longer row than in its padded row, so fp32 sums

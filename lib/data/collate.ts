@@ -3,16 +3,20 @@ import { Tensor } from '../tensor';
 import type { TokenizedPair } from './tokenize-pairs';
 import { packPairs, type PackedLayout, type PackingOptions } from './packed-layout';
 
-/** The packed layout's tensors (lib/data/packed-layout.ts), each [rows, width] int64 but the index. */
+/** The packed layout's tensors (lib/data/packed-layout.ts), int64 unless said. */
 export interface PackedTensors {
+  /** [1, N] the stream's token ids and positions. */
   inputIds: Tensor;
   positionIds: Tensor;
-  segmentIds: Tensor;
-  branchIds: Tensor;
-  /** [2B·L] int64: the flat layout index of each token of the padded 2B layout. */
+  /** [S, W] stream index of each attention-block slot (padding: N), and its branch (−1 padding) and position. */
+  segmentIndex: Tensor;
+  segmentBranches: Tensor;
+  segmentPositions: Tensor;
+  /** [N] each stream token's block slot. */
+  tokenSlot: Tensor;
+  /** [2B·L] the stream index of each token of the padded 2B layout. */
   sequenceIndex: Tensor;
-  /** Real tokens in the packed rows, and all (with row padding). */
-  realTokens: number;
+  /** N: the tokens the model's token-wise layers run on (all real). */
   tokens: number;
 }
 
@@ -70,23 +74,24 @@ export function collate(pairs: TokenizedPair[], options: CollateOptions): Prefer
     completionMask: Tensor.from(completion, { shape: [n, width], dtype: 'bool' }),
     lengths: rows.map((r) => r.ids.length),
     pairs: pairs.length,
-    ...(options.packing ? { packed: packedTensors(packPairs(pairs, options.padId, options.packing)) } : {}),
+    ...(options.packing ? { packed: packedTensors(packPairs(pairs, options.packing)) } : {}),
   };
 }
 
 function packedTensors(layout: PackedLayout): PackedTensors {
-  const shape = [layout.rows, layout.width];
-  const int64 = (values: number[], dims: number[]) => Tensor.from(BigInt64Array.from(values, (v) => BigInt(v)), { shape: dims });
+  const int64 = (values: number[], shape: number[]) => Tensor.from(BigInt64Array.from(values, (v) => BigInt(v)), { shape });
+  const blocks = [layout.segments, layout.segmentWidth];
   return {
-    inputIds: int64(layout.inputIds, shape), positionIds: int64(layout.positionIds, shape), segmentIds: int64(layout.segmentIds, shape),
-    branchIds: int64(layout.branchIds, shape), sequenceIndex: int64(layout.sequenceIndex, [layout.sequenceIndex.length]),
-    realTokens: layout.realTokens, tokens: layout.rows * layout.width,
+    inputIds: int64(layout.inputIds, [1, layout.tokens]), positionIds: int64(layout.positionIds, [1, layout.tokens]),
+    segmentIndex: int64(layout.segmentIndex, blocks), segmentBranches: int64(layout.segmentBranches, blocks),
+    segmentPositions: int64(layout.segmentPositions, blocks), tokenSlot: int64(layout.tokenSlot, [layout.tokens]),
+    sequenceIndex: int64(layout.sequenceIndex, [layout.sequenceIndex.length]), tokens: layout.tokens,
   };
 }
 
 export function disposeBatch(batch: PreferenceBatch): void {
   const p = batch.packed;
-  if (p) for (const t of [p.inputIds, p.positionIds, p.segmentIds, p.branchIds, p.sequenceIndex]) t.dispose();
+  if (p) for (const t of [p.inputIds, p.positionIds, p.segmentIndex, p.segmentBranches, p.segmentPositions, p.tokenSlot, p.sequenceIndex]) t.dispose();
   batch.inputIds.dispose();
   batch.attentionMask.dispose();
   batch.completionMask.dispose();

@@ -5,36 +5,44 @@ import type { TokenizedPair } from './tokenize-pairs';
  * The padding-free layout of a micro-batch (padding_free, prefix_sharing). Each pair is a segment:
  * with prefix sharing `[shared prefix, chosen tail, rejected tail]` (the shared prefix is the longest
  * common prefix of the two token sequences, normally the prompt), else two segments `[prompt+chosen]`
- * and `[prompt+rejected]`. Segments pack into rows of at most `rowTokens` tokens (a longer segment
- * gets a row of its own); rows are right-padded to the longest.
+ * and `[prompt+rejected]`. The segments follow each other in one stream of N tokens with no padding:
+ * every token-wise layer (embeddings, projections, MLP, norms) runs on exactly the real tokens.
  *
- * Attention (the model builds the mask from these vectors): a token sees the earlier tokens of its
- * segment, except that rejected-tail tokens never see chosen-tail tokens. Positions restart at 0 per
- * segment, and the rejected tail continues from the shared prefix (as in its own padded row).
+ * Attention runs per segment: each segment's tokens are gathered into a block (`segmentIndex`,
+ * blocks padded to the longest segment), attend there, and go back to the stream (`tokenSlot`). A
+ * token sees the earlier tokens of its segment, except that rejected-tail tokens never see
+ * chosen-tail tokens. Positions restart at 0 per segment, and the rejected tail continues from the
+ * shared prefix (as in its own padded row).
  *
  * The log-prob side is the padded 2B layout itself (`sequenceIndex`): sequence s (chosen rows
- * 0..B-1, then rejected rows B..2B-1, as collate) at position t is the token at flat layout index
+ * 0..B-1, then rejected rows B..2B-1, as collate) at position t is stream token
  * sequenceIndex[s·L + t]. Gathering the model's hidden states by that index gives, for every
  * sequence, exactly the states its padded row would have, so the log-prob ops (t predicts t+1) run
  * unchanged; the first rejected-tail token is predicted by the last shared token's state.
  */
 export interface PackedLayout {
-  rows: number;
-  width: number;
-  /** [rows·width] token ids (pad: padId). */
+  /** N: the stream's tokens, all real. */
+  tokens: number;
+  /** [N] token ids. */
   inputIds: number[];
-  /** [rows·width] position of each token in its own sequence (pad: 0). */
+  /** [N] position of each token in its own sequence. */
   positionIds: number[];
-  /** [rows·width] segment number, unique within the batch (pad: −1). */
-  segmentIds: number[];
-  /** [rows·width] 0 shared / whole sequence, 1 chosen tail, 2 rejected tail (pad: 0). */
-  branchIds: number[];
+  /** Segments S and the longest segment W: attention blocks are [S, W]. */
+  segments: number;
+  segmentWidth: number;
+  /** [S·W] stream index of each block slot (padding slots: N, a zero row the model appends). */
+  segmentIndex: number[];
+  /** [S·W] 0 shared / whole sequence, 1 chosen tail, 2 rejected tail; −1 on padding slots. */
+  segmentBranches: number[];
+  /** [S·W] the slot's position (padding: 0). */
+  segmentPositions: number[];
+  /** [N] the block slot (s·W + offset) of each stream token. */
+  tokenSlot: number[];
   /** Longest sequence L: the padded layout is [2B, L]. */
   sequenceLength: number;
-  /** [2B·L] flat layout index of each sequence token (padding positions: 0, masked out by the completion mask). */
+  /** [2B·L] stream index of each sequence token (padding positions: 0, masked out by the completion mask). */
   sequenceIndex: number[];
-  /** Tokens in the layout that are real (not row padding), and the padded 2B layout's token count. */
-  realTokens: number;
+  /** The padded 2B layout's token slots (2B·L), for the padding the stream saves. */
   paddedTokens: number;
 }
 
@@ -81,57 +89,35 @@ function sharedPair(chosen: ArrayLike<number>, rejected: ArrayLike<number>, sCho
 export interface PackingOptions {
   /** Each pair's shared prefix once (prefix_sharing); otherwise one segment per sequence. */
   prefixSharing: boolean;
-  /**
-   * Tokens per row; a longer segment gets a row of its own. Default: the longest segment of the
-   * batch (rows as long as the padded layout's, so attention over a row costs what a padded row does).
-   */
-  rowTokens?: number;
 }
 
-/** Packs a micro-batch's pairs (see PackedLayout). */
-export function packPairs(pairs: TokenizedPair[], padId: number | null, options: PackingOptions): PackedLayout {
+/** Lays a micro-batch's pairs out as one stream of segments (see PackedLayout). */
+export function packPairs(pairs: TokenizedPair[], options: PackingOptions): PackedLayout {
   if (pairs.length === 0) throw new DataError('packPairs: a batch needs at least one pair');
-  if (padId === null) throw new DataError('packPairs: the tokenizer has neither a pad nor an EOS token to pad with');
   const B = pairs.length;
   const segments: Segment[] = options.prefixSharing
     ? pairs.map((p, i) => sharedPair(p.chosen.ids, p.rejected.ids, i, B + i))
     : [...pairs.map((p, i) => wholeSequence(p.chosen.ids, i)), ...pairs.map((p, i) => wholeSequence(p.rejected.ids, B + i))];
-  // First fit in batch order: deterministic, and rows stay near the budget.
-  const rowTokens = options.rowTokens ?? Math.max(...segments.map((s) => s.ids.length));
-  const rows: Segment[][] = [];
-  const used: number[] = [];
-  for (const segment of segments) {
-    const row = used.findIndex((n) => n + segment.ids.length <= rowTokens);
-    if (row >= 0) {
-      rows[row].push(segment);
-      used[row] += segment.ids.length;
-    } else {
-      rows.push([segment]);
-      used.push(segment.ids.length);
-    }
-  }
-  const width = Math.max(...used);
+  const N = segments.reduce((n, seg) => n + seg.ids.length, 0);
+  const W = Math.max(...segments.map((seg) => seg.ids.length));
   const L = Math.max(...pairs.flatMap((p) => [p.chosen.ids.length, p.rejected.ids.length]));
   const out: PackedLayout = {
-    rows: rows.length, width, inputIds: new Array(rows.length * width).fill(padId), positionIds: new Array(rows.length * width).fill(0),
-    segmentIds: new Array(rows.length * width).fill(-1), branchIds: new Array(rows.length * width).fill(0),
-    sequenceLength: L, sequenceIndex: new Array(2 * B * L).fill(0), realTokens: used.reduce((a, b) => a + b, 0),
-    paddedTokens: 2 * B * L,
+    tokens: N, inputIds: [], positionIds: [], segments: segments.length, segmentWidth: W,
+    segmentIndex: new Array(segments.length * W).fill(N), segmentBranches: new Array(segments.length * W).fill(-1),
+    segmentPositions: new Array(segments.length * W).fill(0), tokenSlot: [], sequenceLength: L,
+    sequenceIndex: new Array(2 * B * L).fill(0), paddedTokens: 2 * B * L,
   };
-  let segmentNumber = 0;
-  rows.forEach((row, r) => {
-    let start = r * width;
-    for (const segment of row) {
-      segment.ids.forEach((id, k) => {
-        out.inputIds[start + k] = id;
-        out.positionIds[start + k] = segment.positions[k];
-        out.segmentIds[start + k] = segmentNumber;
-        out.branchIds[start + k] = segment.branches[k];
-      });
-      for (const { s, offsets } of segment.sequences) offsets.forEach((offset, t) => { out.sequenceIndex[s * L + t] = start + offset; });
-      start += segment.ids.length;
-      segmentNumber += 1;
-    }
+  segments.forEach((segment, k) => {
+    const start = out.inputIds.length;
+    segment.ids.forEach((id, offset) => {
+      out.inputIds.push(id);
+      out.positionIds.push(segment.positions[offset]);
+      out.tokenSlot.push(k * W + offset);
+      out.segmentIndex[k * W + offset] = start + offset;
+      out.segmentBranches[k * W + offset] = segment.branches[offset];
+      out.segmentPositions[k * W + offset] = segment.positions[offset];
+    });
+    for (const { s, offsets } of segment.sequences) offsets.forEach((offset, t) => { out.sequenceIndex[s * L + t] = start + offset; });
   });
   return out;
 }

@@ -47,8 +47,35 @@ const REPEAT_KV = `
         k = k.repeat_interleave(groups, 1)
         v = v.repeat_interleave(groups, 1)`;
 
-/** TorchScript `attend`; the module needs a float attribute `scale`. `mask` is True where a key is visible. */
+/**
+ * TorchScript `attend_segments`: attention of a packed stream (q [1,H,N,D], k/v [1,KV,N,D]) block by
+ * block: each segment's tokens are gathered into [S,·,W,D] (slot N reads a zero row appended to the
+ * stream), attend runs on the blocks with their mask [S,1,W,W], and each token's output is read back
+ * from its slot. Work is S·W² instead of N², and nothing crosses segments.
+ */
+const ATTEND_SEGMENTS = `
+def blocks(self, t, flat, S: int, W: int):
+    padded = torch.cat([t, torch.zeros_like(t.narrow(2, 0, 1))], 2)
+    return padded.index_select(2, flat).view([t.size(1), S, W, t.size(3)]).transpose(0, 1)
+
+def attend_segments(self, q, k, v, mask, segment_index, token_slot, dropout: float):
+    S = segment_index.size(0)
+    W = segment_index.size(1)
+    flat = segment_index.reshape([-1])
+    y = self.attend(self.blocks(q, flat, S, W), self.blocks(k, flat, S, W), self.blocks(v, flat, S, W), mask, dropout)
+    y = y.transpose(0, 1).reshape([y.size(1), S * W, y.size(3)]).index_select(1, token_slot)
+    return y.unsqueeze(0)
+`;
+
+/**
+ * TorchScript `attend` (and `attend_segments`, for packed streams); the module needs a float
+ * attribute `scale`. `mask` is True where a key is visible.
+ */
 export function attendSource(kernel: AttentionKernel): string {
+  return attendOnly(kernel) + ATTEND_SEGMENTS;
+}
+
+function attendOnly(kernel: AttentionKernel): string {
   if (kernel.implementation === 'eager') {
     return `
 def attend(self, q, k, v, mask, dropout: float):${REPEAT_KV}
@@ -85,20 +112,20 @@ def attention_mask(self, attention_mask, T: int, window: int):
 `;
 
 /**
- * TorchScript `packed_mask(segments, branches, positions, window) -> [R,1,T,T]` bool for packed rows
- * (lib/data/packed-layout.ts): query i sees key j when both are in the same segment, j ≤ i, and not
- * (i in a rejected tail and j in a chosen tail); with a window, their positions are less than
- * `window` apart. Padding (segment −1) sees nothing of its own, so it sees every key (as
- * attention_mask's padding queries) and is never seen.
+ * TorchScript `segment_mask(branches, positions, window) -> [S,1,W,W]` bool for the attention blocks
+ * of a packed stream (lib/data/packed-layout.ts): in a segment's block, query i sees key j when j ≤ i,
+ * j is no padding slot (branch −1), and not (i in a rejected tail and j in a chosen tail); with a
+ * window, their positions are less than `window` apart. A padding slot's query sees every key (no
+ * NaN) and is never read back.
  */
-export const PACKED_MASK_SOURCE = `
-def packed_mask(self, segments, branches, positions, window: int):
-    T = segments.size(1)
-    i = torch.arange(T, device=segments.device)
+export const SEGMENT_MASK_SOURCE = `
+def segment_mask(self, branches, positions, window: int):
+    W = branches.size(1)
+    i = torch.arange(W, device=branches.device)
     causal = (i.unsqueeze(1) - i.unsqueeze(0)) >= 0
-    same = torch.logical_and(segments.unsqueeze(2) == segments.unsqueeze(1), segments.unsqueeze(1) >= 0)
+    keys = (branches >= 0).unsqueeze(1)
     crossed = torch.logical_and(branches.unsqueeze(2) == 2, branches.unsqueeze(1) == 1)
-    visible = torch.logical_and(torch.logical_and(same, causal.unsqueeze(0)), torch.logical_not(crossed))
+    visible = torch.logical_and(torch.logical_and(keys, causal.unsqueeze(0)), torch.logical_not(crossed))
     if window > 0:
         visible = torch.logical_and(visible, (positions.unsqueeze(2) - positions.unsqueeze(1)) < window)
     mask = visible.unsqueeze(1)

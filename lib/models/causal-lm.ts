@@ -61,12 +61,12 @@ export class CausalLM {
   }
 
   /**
-   * Last hidden states [R,W,H] of packed rows (padding_free; lib/data/packed-layout.ts): positions
-   * and the segment/branch structure given per token. Built-in architectures (info.packs).
+   * Last hidden states [1,N,H] of a packed stream (padding_free; lib/data/packed-layout.ts):
+   * positions per token, attention per segment. Built-in architectures (info.packs).
    */
   async forwardHiddenPacked(packed: PackedTensors): Promise<Tensor> {
     if (!this.info.packs) throw new ConfigError(`${this.info.architecture} from ${this.info.path ?? 'memory'} takes no packed rows (a traced export has a fixed signature)`);
-    const inputs = [packed.inputIds, packed.positionIds, packed.segmentIds, packed.branchIds];
+    const inputs = [packed.inputIds, packed.positionIds, packed.segmentIndex, packed.segmentBranches, packed.segmentPositions, packed.tokenSlot];
     if (this.checkpointsLayers()) return scope(() => this.hiddenByLayers('prepare_packed_layers', inputs));
     return scope(async () => (await this.module.run('forward_hidden_packed', inputs)) as Tensor);
   }

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { DType } from '../native/binding';
 import type { Tensor } from '../tensor';
 import { ones, zeros } from '../tensor-functions';
-import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, PACKED_MASK_SOURCE, type AttentionImplementation } from './attention';
+import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, SEGMENT_MASK_SOURCE, type AttentionImplementation } from './attention';
 import type { Architecture } from './architecture';
 import { LinearLayers, type AdapterInfo, type LoraOptions } from './lora';
 import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
@@ -80,7 +80,7 @@ def rotate_half(self, x):
     half = x.size(-1) // 2
     return torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1)
 
-def forward(self, x, mask, cos, sin):
+def forward(self, x, mask, cos, sin, segment_index, token_slot):
     B = x.size(0)
     T = x.size(1)
     q_heads = self.q_proj.forward(x).view([B, T, ${spec.heads}, ${spec.headDim}])
@@ -90,7 +90,10 @@ def forward(self, x, mask, cos, sin):
     v = self.v_proj.forward(x).view([B, T, ${spec.kvHeads}, ${spec.headDim}]).transpose(1, 2)
     q = q * cos + self.rotate_half(q) * sin
     k = k * cos + self.rotate_half(k) * sin
-    y = self.attend(q, k, v, mask, self.attention_dropout)
+    if segment_index.numel() > 0:
+        y = self.attend_segments(q, k, v, mask, segment_index, token_slot, self.attention_dropout)
+    else:
+        y = self.attend(q, k, v, mask, self.attention_dropout)
     return self.o_proj.forward(y.transpose(1, 2).reshape([B, T, ${spec.heads * spec.headDim}]))
 ` + attendSource(attentionKernel(spec.attnImplementation));
 }
@@ -98,8 +101,8 @@ def forward(self, x, mask, cos, sin):
 function layerSource(window: number): string {
   const mask = window > 0 ? 'window_mask' : 'full_mask';
   return `
-def forward(self, x, full_mask, window_mask, cos, sin):
-    x = x + self.self_attn.forward(self.input_layernorm.forward(x), ${mask}, cos, sin)
+def forward(self, x, full_mask, window_mask, cos, sin, segment_index, token_slot):
+    x = x + self.self_attn.forward(self.input_layernorm.forward(x), ${mask}, cos, sin, segment_index, token_slot)
     return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
 `;
 }
@@ -108,7 +111,7 @@ function modelSource(spec: DecoderSpec): string {
   const windows = [...new Set(spec.windows.filter((w) => w > 0))];
   // One window size at most across layers (HF configs have one sliding_window); masks built once per forward.
   const windowMask = windows.length ? `self.attention_mask(attention_mask, T, ${windows[0]})` : 'full_mask';
-  const windowPacked = windows.length ? `self.packed_mask(segment_ids, branch_ids, position_ids, ${windows[0]})` : 'full_mask';
+  const windowPacked = windows.length ? `self.segment_mask(segment_branches, segment_positions, ${windows[0]})` : 'full_mask';
   // prepare / finish split the forward around the layers for activation checkpointing (layer by layer).
   return `
 def prepare(self, input_ids, attention_mask):
@@ -117,26 +120,28 @@ def prepare(self, input_ids, attention_mask):
     cos, sin = self.rotary(T, x)
     full_mask = self.attention_mask(attention_mask, T, 0)
     window_mask = ${windowMask}
-    return x, full_mask, window_mask, cos, sin
+    # No segments: attention over the rows as they are.
+    none = input_ids.new_zeros([0])
+    return x, full_mask, window_mask, cos, sin, none, none
 
-def prepare_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+def prepare_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
     x = self.embed_tokens.forward(input_ids)
     cos, sin = self.rotary_at(position_ids, x)
-    full_mask = self.packed_mask(segment_ids, branch_ids, position_ids, 0)
+    full_mask = self.segment_mask(segment_branches, segment_positions, 0)
     window_mask = ${windowPacked}
-    return x, full_mask, window_mask, cos, sin
+    return x, full_mask, window_mask, cos, sin, segment_index, token_slot
 
 def finish(self, x):
     return self.norm.forward(x)
 
 def forward(self, input_ids, attention_mask):
-    x, full_mask, window_mask, cos, sin = self.prepare(input_ids, attention_mask)
-    return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin))
+    x, full_mask, window_mask, cos, sin, segment_index, token_slot = self.prepare(input_ids, attention_mask)
+    return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin, segment_index, token_slot))
 
-def forward_packed(self, input_ids, position_ids, segment_ids, branch_ids):
-    x, full_mask, window_mask, cos, sin = self.prepare_packed(input_ids, position_ids, segment_ids, branch_ids)
-    return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin))
-` + ATTENTION_MASK_SOURCE + PACKED_MASK_SOURCE + ropeSource(spec.rope, spec.headDim);
+def forward_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
+    x, full_mask, window_mask, cos, sin, segment_index, token_slot = self.prepare_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
+    return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin, segment_index, token_slot))
+` + ATTENTION_MASK_SOURCE + SEGMENT_MASK_SOURCE + ropeSource(spec.rope, spec.headDim);
 }
 
 const CAUSAL_LM = `
@@ -146,8 +151,8 @@ def forward_hidden(self, input_ids, attention_mask):
 def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
 
-def forward_hidden_packed(self, input_ids, position_ids, segment_ids, branch_ids):
-    return self.model.forward_packed(input_ids, position_ids, segment_ids, branch_ids)
+def forward_hidden_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
+    return self.model.forward_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
 ` + layerStepsSource('model');
 
 /**
@@ -194,7 +199,7 @@ export async function createDecoder(spec: DecoderSpec, architecture: string): Pr
   const model = ScriptModule.create(`${F}Model`);
   await registerAll(model, {
     embed_tokens: await leafModule(`${F}Embedding`, { weight: embedding }, EMBEDDING),
-    layers: await sequentialModule(`${F}Layers`, layers, 'full_mask, window_mask, cos, sin'),
+    layers: await sequentialModule(`${F}Layers`, layers, 'full_mask, window_mask, cos, sin, segment_index, token_slot'),
     norm: await rmsNorm(`${F}Norm`, E),
   });
   await model.define(modelSource(spec));

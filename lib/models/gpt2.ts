@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ones, zeros } from '../tensor-functions';
 import type { Architecture, ArchitectureBuild } from './architecture';
 import { LinearLayers, type AdapterInfo } from './lora';
-import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, PACKED_MASK_SOURCE, type AttentionImplementation } from './attention';
+import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, SEGMENT_MASK_SOURCE, type AttentionImplementation } from './attention';
 import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
 import { ScriptModule } from './script-module';
 
@@ -41,7 +41,7 @@ shape = x.size()[:-1] + [self.weight.size(1)]
 y = torch.addmm(self.bias, x.reshape([-1, x.size(-1)]), self.weight).view(shape)
 `;
 const attentionSource = (implementation: AttentionImplementation | null) => `
-def forward(self, x, mask):
+def forward(self, x, mask, segment_index, token_slot):
     B = x.size(0)
     T = x.size(1)
     E = x.size(2)
@@ -51,7 +51,11 @@ def forward(self, x, mask):
     q = qkv.narrow(2, 0, E).view([B, T, H, D]).transpose(1, 2)
     k = qkv.narrow(2, E, E).view([B, T, H, D]).transpose(1, 2)
     v = qkv.narrow(2, 2 * E, E).view([B, T, H, D]).transpose(1, 2)
-    y = self.attend(q, k, v, mask, self.attn_pdrop).transpose(1, 2).reshape([B, T, E])
+    if segment_index.numel() > 0:
+        y = self.attend_segments(q, k, v, mask, segment_index, token_slot, self.attn_pdrop)
+    else:
+        y = self.attend(q, k, v, mask, self.attn_pdrop)
+    y = y.transpose(1, 2).reshape([B, T, E])
     return torch.dropout(self.c_proj.forward(y), self.resid_pdrop, self.training)
 ` + attendSource(attentionKernel(implementation));
 const MLP = `
@@ -60,8 +64,8 @@ def forward(self, x):
     return torch.dropout(self.c_proj.forward(h), self.resid_pdrop, self.training)
 `;
 const BLOCK = `
-def forward(self, x, mask):
-    x = x + self.attn.forward(self.ln_1.forward(x), mask)
+def forward(self, x, mask, segment_index, token_slot):
+    x = x + self.attn.forward(self.ln_1.forward(x), mask, segment_index, token_slot)
     return x + self.mlp.forward(self.ln_2.forward(x))
 `;
 const EMBEDDING = `
@@ -74,24 +78,26 @@ def prepare(self, input_ids, attention_mask):
     positions = torch.arange(T, device=input_ids.device).unsqueeze(0)
     x = self.wte.forward(input_ids) + self.wpe.forward(positions)
     x = torch.dropout(x, self.embd_pdrop, self.training)
-    return x, self.attention_mask(attention_mask, T, 0)
+    # No segments: attention over the rows as they are.
+    none = input_ids.new_zeros([0])
+    return x, self.attention_mask(attention_mask, T, 0), none, none
 
 def finish(self, x):
     return self.ln_f.forward(x)
 
-def prepare_packed(self, input_ids, position_ids, segment_ids, branch_ids):
+def prepare_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
     x = self.wte.forward(input_ids) + self.wpe.forward(position_ids)
     x = torch.dropout(x, self.embd_pdrop, self.training)
-    return x, self.packed_mask(segment_ids, branch_ids, position_ids, 0)
+    return x, self.segment_mask(segment_branches, segment_positions, 0), segment_index, token_slot
 
 def forward(self, input_ids, attention_mask):
-    x, mask = self.prepare(input_ids, attention_mask)
-    return self.finish(self.h.forward(x, mask))
+    x, mask, segment_index, token_slot = self.prepare(input_ids, attention_mask)
+    return self.finish(self.h.forward(x, mask, segment_index, token_slot))
 
-def forward_packed(self, input_ids, position_ids, segment_ids, branch_ids):
-    x, mask = self.prepare_packed(input_ids, position_ids, segment_ids, branch_ids)
-    return self.finish(self.h.forward(x, mask))
-` + ATTENTION_MASK_SOURCE + PACKED_MASK_SOURCE;
+def forward_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
+    x, mask, segment_index, token_slot = self.prepare_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
+    return self.finish(self.h.forward(x, mask, segment_index, token_slot))
+` + ATTENTION_MASK_SOURCE + SEGMENT_MASK_SOURCE;
 const LM_HEAD = `
 def forward(self, x):
     return torch.matmul(x, self.weight.t())
@@ -103,8 +109,8 @@ def forward_hidden(self, input_ids, attention_mask):
 def forward(self, input_ids, attention_mask):
     return self.lm_head.forward(self.forward_hidden(input_ids, attention_mask))
 
-def forward_hidden_packed(self, input_ids, position_ids, segment_ids, branch_ids):
-    return self.transformer.forward_packed(input_ids, position_ids, segment_ids, branch_ids)
+def forward_hidden_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
+    return self.transformer.forward_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
 ` + layerStepsSource('transformer');
 
 /**
@@ -150,7 +156,7 @@ async function createGpt2(input: unknown, options: ArchitectureBuild): Promise<{
   await registerAll(transformer, {
     wte: await leafModule('GPT2Wte', { weight: tied }, EMBEDDING),
     wpe: await leafModule('GPT2Wpe', { weight: weight([c.n_positions, E], std) }, EMBEDDING),
-    h: await sequentialModule('GPT2Blocks', blocks, 'mask'),
+    h: await sequentialModule('GPT2Blocks', blocks, 'mask, segment_index, token_slot'),
     ln_f: await layerNorm('GPT2LnF', E),
   });
   await transformer.registerAttribute('embd_pdrop', c.embd_pdrop, 'float');

@@ -69,8 +69,8 @@ export function layerStepsSource(body: string): string {
 def prepare_layers(self, input_ids, attention_mask):
     return self.${body}.prepare(input_ids, attention_mask)
 
-def prepare_packed_layers(self, input_ids, position_ids, segment_ids, branch_ids):
-    return self.${body}.prepare_packed(input_ids, position_ids, segment_ids, branch_ids)
+def prepare_packed_layers(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
+    return self.${body}.prepare_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
 
 def finish_layers(self, x):
     return self.${body}.finish(x)

@@ -3,13 +3,13 @@ import type { CausalLM } from '../models/causal-lm';
 import type { TrainerConfig } from './config';
 
 /**
- * How a run lays out its batches: padded 2B rows, or packed rows (padding_free, prefix_sharing;
- * lib/data/packed-layout.ts) when the model takes them. prefix_sharing alone gives each pair a row
- * of its own ([prompt, chosen, rejected]); with padding_free the segments also pack together.
+ * How a run lays out its batches: padded 2B rows, or the packed stream (padding_free,
+ * prefix_sharing; lib/data/packed-layout.ts) when the model takes it. Either option gives the
+ * stream; prefix_sharing also shares each pair's prompt.
  */
 export function batchLayoutOf(c: TrainerConfig, padId: number | null, model: CausalLM): CollateOptions {
   const packs = (c.padding_free || c.prefix_sharing) && model.info.packs === true;
-  return { padId, padToMultipleOf: c.pad_to_multiple_of, packing: packs ? { prefixSharing: c.prefix_sharing, rowTokens: c.padding_free ? undefined : 1 } : null };
+  return { padId, padToMultipleOf: c.pad_to_multiple_of, packing: packs ? { prefixSharing: c.prefix_sharing } : null };
 }
 
 /** Why the asked-for packing does not happen (a traced export), or null. */

@@ -27,10 +27,10 @@ export async function batchLogps(model: CausalLM, batch: PreferenceBatch, reques
   if (packed) {
     // Packed rows: the states of each sequence's tokens gathered back into the padded 2B layout.
     const head = (await model.lmHeadWeight())!;
-    const flat = await model.forwardHiddenPacked(packed);
-    const [rows, width, size] = flat.shape;
+    const stream = await model.forwardHiddenPacked(packed);
+    const size = stream.shape[2];
     const [N, L] = batch.inputIds.shape;
-    const hidden = await (await (await flat.view([rows * width, size])).indexSelect(0, packed.sequenceIndex)).view([N, L, size]);
+    const hidden = await (await (await stream.view([packed.tokens, size])).indexSelect(0, packed.sequenceIndex)).view([N, L, size]);
     return sequenceLogpsFromHidden(hidden, head, undefined, batch.inputIds, batch.completionMask, options);
   }
   const head = request.fusedLinear && model.info.hasForwardHidden ? await model.lmHeadWeight() : null;
@@ -143,7 +143,7 @@ export function pairLoss(
       pairs: B,
       tokens,
       processedTokens: packed ? packed.tokens : batch.inputIds.numel,
-      layoutTokens: packed ? packed.realTokens : tokens,
+      layoutTokens: packed ? packed.tokens : tokens,
       loss: s.loss,
       metrics: {
         ...result.metrics,
