@@ -15,10 +15,10 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 from hf_reference import ForCausalLM, full_config  # noqa: E402
+from trl_style import dpo_step  # noqa: E402
 
 threads, pairs, length = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 config = json.loads(sys.argv[4])
@@ -32,28 +32,8 @@ completion = torch.zeros(2 * pairs, length - 1, dtype=torch.bool)
 completion[:, length // 2:] = True  # half prompt, half completion
 optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6)
 
-
-def selective_log_softmax(logits, index):
-    # TRL (trl/trainer/utils.py) for fp32/fp64: gather, minus logsumexp row by row to save memory.
-    selected = torch.gather(logits, dim=-1, index=index.unsqueeze(-1)).squeeze(-1)
-    logsumexp = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
-    return selected - logsumexp
-
-
-def logps(model):
-    logits = model(ids, mask)[:, :-1]
-    return (selective_log_softmax(logits, ids[:, 1:]) * completion).sum(1)
-
-
 start = time.perf_counter()
-optimizer.zero_grad(set_to_none=True)
-pol = logps(policy)
-with torch.no_grad():
-    ref = logps(reference)
-loss = -F.logsigmoid(0.1 * ((pol[:pairs] - ref[:pairs]) - (pol[pairs:] - ref[pairs:]))).mean()
-loss.backward()
-torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-optimizer.step()
+dpo_step(policy, reference, optimizer, ids, mask, completion)
 elapsed = time.perf_counter() - start
 params = sum(p.numel() for p in policy.parameters())
 print(json.dumps({"stepMs": elapsed * 1000, "peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "params": params, "torch": torch.__version__}))

@@ -44,7 +44,11 @@ async function startSummary(trainer: DPOTrainer): Promise<string[]> {
   }
   if (trainer.evalDataReport) lines.push(describeData('eval data', trainer.evalDataReport));
   const pairsPerStep = c.per_device_train_batch_size * c.gradient_accumulation_steps * trainer.worldSize;
-  lines.push(`plan: ${totalSteps} steps (${stepsPerEpoch} per epoch), ${pairsPerStep} pairs per step (${c.per_device_train_batch_size} × ${c.gradient_accumulation_steps} accumulation × ${trainer.worldSize} rank(s)); loss ${[c.loss_type].flat().join('+')}, β ${c.beta}, lr ${c.learning_rate} ${c.lr_scheduler_type}; output ${c.output_dir}`);
+  const batching = c.max_tokens_per_batch !== undefined
+    ? `micro-batches of up to ${c.max_tokens_per_batch} tokens × ${c.gradient_accumulation_steps} accumulation × ${trainer.worldSize} rank(s)`
+    : `${pairsPerStep} pairs per step (${c.per_device_train_batch_size} × ${c.gradient_accumulation_steps} accumulation × ${trainer.worldSize} rank(s))`;
+  const layout = c.padding_free || c.prefix_sharing ? `; ${[c.padding_free ? 'padding-free' : '', c.prefix_sharing ? 'prefix-shared' : ''].filter(Boolean).join(', ')} layout` : '';
+  lines.push(`plan: ${totalSteps} steps (${stepsPerEpoch} per epoch), ${batching}${layout}; loss ${[c.loss_type].flat().join('+')}, β ${c.beta}, lr ${c.learning_rate} ${c.lr_scheduler_type}; output ${c.output_dir}`);
   if (trainer.resumedFrom) lines.push(`resume: from ${trainer.resumedFrom.path} at step ${trainer.resumedFrom.step} of ${totalSteps}`);
   if (trainer.tensorboardPath) lines.push(`tensorboard: ${trainer.tensorboardPath}`);
   return lines;

@@ -91,6 +91,12 @@ export interface PackingOptions {
   prefixSharing: boolean;
 }
 
+/** The tokens a pair takes in the packed stream: its shared prefix once with prefix sharing. */
+export function pairTokens(pair: TokenizedPair, prefixSharing: boolean): number {
+  const both = pair.chosen.ids.length + pair.rejected.ids.length;
+  return prefixSharing ? both - commonPrefix(pair.chosen.ids, pair.rejected.ids) : both;
+}
+
 /** Lays a micro-batch's pairs out as one stream of segments (see PackedLayout). */
 export function packPairs(pairs: TokenizedPair[], options: PackingOptions): PackedLayout {
   if (pairs.length === 0) throw new DataError('packPairs: a batch needs at least one pair');

@@ -1,7 +1,7 @@
 import { ConfigError } from '../errors';
 
 /** mulberry32: small, fast, seedable; the same sequence on every machine. */
-function random(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -12,12 +12,22 @@ function random(seed: number): () => number {
   };
 }
 
-function shuffle<T>(items: T[], next: () => number): T[] {
+export function shuffleInPlace<T>(items: T[], next: () => number): T[] {
   for (let i = items.length - 1; i > 0; i -= 1) {
     const j = Math.floor(next() * (i + 1));
     [items[i], items[j]] = [items[j], items[i]];
   }
   return items;
+}
+
+/** What the training loop asks of a sampler: this rank's micro-batches per epoch, all the same count. */
+export interface PairSampler {
+  /** Micro-batches per rank per epoch. */
+  readonly stepsPerEpoch: number;
+  /** This rank's micro-batches (indices into the dataset) for an epoch. */
+  batches(epoch: number): number[][];
+  /** Pairs in micro-batches [from, to) of an epoch over all ranks: what the step's loss is a mean over. */
+  globalPairs(epoch: number, from: number, to: number): number;
 }
 
 export interface SamplerOptions {
@@ -36,7 +46,7 @@ export interface SamplerOptions {
  * global batch of batchSize × worldSize pairs and gives rank r its r-th slice, so ranks see
  * disjoint pairs and the same number of steps; the last incomplete global batch is left out.
  */
-export class BatchSampler {
+export class BatchSampler implements PairSampler {
   private readonly o: Required<SamplerOptions>;
 
   constructor(private readonly lengths: number[], options: SamplerOptions) {
@@ -55,12 +65,16 @@ export class BatchSampler {
     return Math.floor(this.lengths.length / (this.o.batchSize * this.o.worldSize));
   }
 
+  globalPairs(_epoch: number, from: number, to: number): number {
+    return (to - from) * this.o.batchSize * this.o.worldSize;
+  }
+
   /** This rank's batches (indices into the dataset) for an epoch. */
   batches(epoch: number): number[][] {
     const { batchSize, worldSize, rank, seed } = this.o;
-    const next = random(seed * 1000003 + epoch);
+    const next = seededRandom(seed * 1000003 + epoch);
     let order = Array.from(this.lengths.keys());
-    if (this.o.shuffle) shuffle(order, next);
+    if (this.o.shuffle) shuffleInPlace(order, next);
     const global = batchSize * worldSize;
     if (this.o.groupByLength) {
       // Sort within mega-batches of 50 global batches, then shuffle whole global batches.
@@ -71,7 +85,7 @@ export class BatchSampler {
       }
       const groups: number[][] = [];
       for (let s = 0; s < this.stepsPerEpoch; s += 1) groups.push(sorted.slice(s * global, (s + 1) * global));
-      order = (this.o.shuffle ? shuffle(groups, next) : groups).flat();
+      order = (this.o.shuffle ? shuffleInPlace(groups, next) : groups).flat();
     }
     const out: number[][] = [];
     for (let s = 0; s < this.stepsPerEpoch; s += 1) {

@@ -35,6 +35,8 @@ const runOptionsSchema = z.object({
     .describe("Pack each micro-batch's sequences into rows without padding (built-in architectures; a traced export stays padded, with a notice). Attention stays within each sequence; log-probs, loss and gradients equal the padded layout's."),
   prefix_sharing: z.boolean().default(false)
     .describe('Lay each pair out as [prompt, chosen, rejected] so the prompt is computed once (rejected tokens never see chosen ones; positions restart after the prompt); with padding_free the pairs also pack together.'),
+  max_tokens_per_batch: z.number().int().positive().optional()
+    .describe('With padding_free or prefix_sharing: micro-batches by token budget instead of per_device_train_batch_size pairs. Pairs of similar length fill each micro-batch up to this many tokens (as the packed layout runs them); the partition is fixed, its order shuffled each epoch; every rank gets the same number.'),
   use_peft: z.boolean().default(false)
     .describe('LoRA (built-in architectures): the model is frozen and low-rank adapters train; the reference is the same model with its adapters off (no second copy); checkpoints and final/ hold the adapter in PEFT format.'),
   lora_r: z.number().int().positive().default(16).describe('LoRA rank r.'),
@@ -101,6 +103,7 @@ export const trainerConfigSchema = runOptionsSchema
     if (c.bf16 && !c.use_peft && c.dtype && c.dtype !== 'float32') fail('dtype', `${c.dtype} with bf16: true: mixed precision keeps fp32 master weights; drop dtype (dtype: bfloat16 alone trains in pure bf16)`);
     if (c.bf16 && c.use_peft && c.dtype && c.dtype !== 'bfloat16') fail('dtype', `${c.dtype} with bf16: true and use_peft: the frozen model computes in bfloat16 (the adapters stay fp32); drop dtype or bf16`);
     if (c.adapter_name_or_path && !c.use_peft) fail('adapter_name_or_path', 'needs use_peft: true');
+    if (c.max_tokens_per_batch !== undefined && !c.padding_free && !c.prefix_sharing) fail('max_tokens_per_batch', 'needs padding_free or prefix_sharing (a padded batch costs its longest row times its rows, not its tokens)');
     if (c.use_peft && c.sync_ref_model) fail('sync_ref_model', 'with use_peft the reference is the model with its adapters off: there is no reference copy to sync');
     // The loss options' own cross-checks (exo_pair ε, robust ε, WPO with aot, weights per type).
     const lossKeys = new Set(keysOf(dpoLossConfigSchema));

@@ -1,7 +1,9 @@
 import { dirname, join } from 'node:path';
 import { dataOptionsOf } from '../data/data-options';
 import { loadPreferenceData, type DataReport } from '../data/preference-data';
-import { BatchSampler } from '../data/sampler';
+import { BatchSampler, type PairSampler } from '../data/sampler';
+import { TokenBudgetSampler } from '../data/token-budget-sampler';
+import { pairTokens } from '../data/packed-layout';
 import { defaultCacheDir } from '../data/token-cache';
 import { HfTokenizer } from '../data/tokenizer';
 import type { TokenizedPair } from '../data/tokenize-pairs';
@@ -49,7 +51,7 @@ export interface RunParts {
   evalPairs: TokenizedPair[];
   dataReport: DataReport;
   evalDataReport: DataReport | null;
-  sampler: BatchSampler;
+  sampler: PairSampler;
   optimizer: Optimizer;
   schedule: RunSchedule;
 }
@@ -73,6 +75,17 @@ function loraOptionsOf(c: TrainerConfig, notice: (message: string) => void): Lor
   const differs = (['r', 'alpha', 'dropout', 'useRslora'] as const).filter((k) => saved[k] !== own[k]);
   if (differs.length) notice(`adapter_name_or_path ${c.adapter_name_or_path}: its adapter_config.json sets ${differs.map((k) => `${k} ${saved[k]}`).join(', ')}, used instead of the lora_* options`);
   return saved;
+}
+
+/** Micro-batches of per_device_train_batch_size pairs, or by token budget (max_tokens_per_batch). */
+function samplerOf(c: TrainerConfig, pairs: TokenizedPair[], parallel: DataParallel | null): PairSampler {
+  const common = { seed: c.data_seed ?? c.seed, shuffle: c.train_sampling_strategy !== 'sequential', rank: parallel?.rank ?? 0, worldSize: parallel?.worldSize ?? 1 };
+  if (c.max_tokens_per_batch !== undefined) {
+    return new TokenBudgetSampler(pairs.map((p) => pairTokens(p, c.prefix_sharing)), { ...common, budget: c.max_tokens_per_batch });
+  }
+  return new BatchSampler(pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
+    ...common, batchSize: c.per_device_train_batch_size, groupByLength: c.train_sampling_strategy === 'group_by_length',
+  });
 }
 
 /**
@@ -164,10 +177,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
       referenceModel = null;
       reference = { kind: 'precomputed', train: trainLogps, eval: evalLogps };
     }
-    const sampler = new BatchSampler(train.pairs.map((p) => Math.max(p.chosen.ids.length, p.rejected.ids.length)), {
-      batchSize: c.per_device_train_batch_size, seed: c.data_seed ?? c.seed, shuffle: c.train_sampling_strategy !== 'sequential',
-      groupByLength: c.train_sampling_strategy === 'group_by_length', rank: parallel?.rank ?? 0, worldSize: parallel?.worldSize ?? 1,
-    });
+    const sampler = samplerOf(c, train.pairs, parallel);
     // Handles of parameters the optimizer does not keep (frozen ones) end with this scope.
     const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null));
     made.push(optimizer);

@@ -277,8 +277,11 @@ export class DPOTrainer extends EventEmitter {
     const { stepsPerEpoch } = this.run.schedule;
     const epoch = Math.floor(this.step / stepsPerEpoch);
     const inEpoch = this.step % stepsPerEpoch;
-    const micro = this.run.sampler.batches(epoch).slice(inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps);
-    const pairsInStep = micro.reduce((s, b) => s + b.length, 0);
+    const [from, to] = [inEpoch * c.gradient_accumulation_steps, (inEpoch + 1) * c.gradient_accumulation_steps];
+    const micro = this.run.sampler.batches(epoch).slice(from, to);
+    // The loss is a mean over the step's pairs on all ranks; ranks may hold different counts (token
+    // budget), and the gradient all-reduce averages over ranks: each micro-batch weighs pairs × ranks / all.
+    const pairsInStep = this.run.sampler.globalPairs(epoch, from, to) / this.worldSize;
     const results: MicroStepResult[] = [];
     const collateAt = (k: number) => collate(micro[k].map((i) => this.pairs[i]), this.run.layout);
     let batch = collateAt(0);
