@@ -1,27 +1,15 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TrainerConfigInput } from '../lib/train/config';
 import { DPOTrainer } from '../lib/train/trainer';
 import { cli } from './support/cli-project';
 import { freePort } from './support/free-port';
+import { variedPairsProject } from './support/varied-pairs';
 
 /** Training with padding_free / prefix_sharing follows the padded run (fp64, the Qwen3 fixture). */
 const FIXTURE = join(__dirname, 'fixtures', 'hf-qwen3');
 
-function project(): { dir: string; data: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-packing-'));
-  // Prompts of 2 to 9 words, completions of 1 to 5: plenty of padding, and prefixes to share.
-  const word = (k: number) => `w${(k * 7 + 3) % 62}`;
-  const rows = Array.from({ length: 16 }, (_, i) => ({
-    prompt: Array.from({ length: 2 + (i % 8) }, (_, k) => word(i + k)).join(' '),
-    chosen: ` ${Array.from({ length: 1 + (i % 5) }, (_, k) => word(3 * i + k)).join(' ')}`,
-    rejected: ` ${Array.from({ length: 1 + ((i + 2) % 5) }, (_, k) => word(5 * i + k + 1)).join(' ')}`,
-  }));
-  const data = join(dir, 'train.jsonl');
-  writeFileSync(data, rows.map((r) => JSON.stringify(r)).join('\n'));
-  return { dir, data };
-}
+const project = () => variedPairsProject(16, 'torch-dpo-packing-');
 
 async function losses(config: TrainerConfigInput): Promise<{ losses: number[]; notices: string[]; padding: number[] }> {
   const trainer = await DPOTrainer.create({

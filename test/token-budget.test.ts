@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenBudgetSampler } from '../lib/data/token-budget-sampler';
 import { cli } from './support/cli-project';
 import { freePort } from './support/free-port';
+import { variedPairsProject } from './support/varied-pairs';
 
 /** max_tokens_per_batch: micro-batches by token budget, the same count on every rank, the loss a mean over the step's pairs. */
 describe('token-budget micro-batches', () => {
@@ -46,16 +46,9 @@ describe('token-budget micro-batches', () => {
   });
 
   it('2 ranks × 1 micro-batch follow 1 process × 2 (launch, Gloo, fp64): the loss is the mean over the step\'s pairs', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'torch-dpo-budget-'));
-    const word = (k: number) => `w${(k * 7 + 3) % 62}`;
-    const rows = Array.from({ length: 24 }, (_, i) => ({
-      prompt: Array.from({ length: 2 + (i % 8) }, (_, k) => word(i + k)).join(' '),
-      chosen: ` ${Array.from({ length: 1 + (i % 5) }, (_, k) => word(3 * i + k)).join(' ')}`,
-      rejected: ` ${Array.from({ length: 1 + ((i + 2) % 5) }, (_, k) => word(5 * i + k + 1)).join(' ')}`,
-    }));
-    writeFileSync(join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+    const { dir, data } = variedPairsProject(24, 'torch-dpo-budget-');
     const config = join(dir, 'config.yaml');
-    writeFileSync(config, [`model_name_or_path: ${join(__dirname, 'fixtures', 'hf-qwen3')}`, `train_dataset: ${join(dir, 'train.jsonl')}`, 'dtype: float64',
+    writeFileSync(config, [`model_name_or_path: ${join(__dirname, 'fixtures', 'hf-qwen3')}`, `train_dataset: ${data}`, 'dtype: float64',
       'max_steps: 3', 'logging_steps: 1', 'learning_rate: 0.01', 'padding_free: true', 'prefix_sharing: true', 'max_tokens_per_batch: 40',
       'cache_dir: false', 'save_strategy: "no"', 'save_final_model: false', 'report_to: []'].join('\n'));
     const lossesOf = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => 'loss' in r).map((r) => r.loss as number);
