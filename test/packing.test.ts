@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { collate, disposeBatch, type PreferenceBatch } from '../lib/data/collate';
 import { BRANCH, packPairs } from '../lib/data/packed-layout';
 import type { TokenizedPair } from '../lib/data/tokenize-pairs';
-import { parseDpoLossConfig } from '../lib/loss/dpo-config';
+import { F_DIVERGENCES, LOSS_TYPES, parseDpoLossConfig, type DpoLossConfigInput } from '../lib/loss/dpo-config';
 import type { CausalLM } from '../lib/models/causal-lm';
 import { createModel } from '../lib/models/causal-lm';
 import { pairLoss } from '../lib/train/dpo-step';
@@ -50,9 +50,9 @@ const PAIRS = [
   pair([31, 41, 59, 26, 53, 58, 9, 7, 9], [3, 2], [38, 4, 6, 2, 6]),
 ];
 
-async function lossAndGradients(model: CausalLM, batch: PreferenceBatch): Promise<{ loss: number; metrics: Record<string, number>; grads: number[][] }> {
+async function lossAndGradients(model: CausalLM, batch: PreferenceBatch, fused: boolean, lossConfig: DpoLossConfigInput = { beta: 0.5 }): Promise<{ loss: number; metrics: Record<string, number>; grads: number[][] }> {
   const reference = await model.referenceCopy();
-  const { result, loss, metrics } = await pairLoss(model, { kind: 'model', model: reference }, batch, parseDpoLossConfig({ beta: 0.5 }), true);
+  const { result, loss, metrics } = await pairLoss(model, { kind: 'model', model: reference }, batch, parseDpoLossConfig(lossConfig), fused);
   await result.backward();
   const params = await model.parameters();
   const grads = await Promise.all(params.map(async (p) => Array.from((await (await p.grad())!.toTypedArray()) as Float64Array)));
@@ -81,10 +81,11 @@ describe.each(['hf-llama3', 'hf-mistral', 'hf-qwen2', 'hf-qwen3', 'tiny-gpt2'])(
     const model = await builtin(name);
     await model.eval();
     const padded = collate(PAIRS, { padId: 0 });
-    const base = await lossAndGradients(model, padded);
+    const base = await lossAndGradients(model, padded, true);
     const packedBatch = collate(PAIRS, { padId: 0, packing });
     expect(packedBatch.packed!.tokens).toBeLessThan(packedBatch.inputIds.numel);
-    const packed = await lossAndGradients(model, packedBatch);
+    // The logits path here, the fused-linear path in the loss-type sweep below.
+    const packed = await lossAndGradients(model, packedBatch, false);
     // Not 1e-15: the eager attention's softmax runs in fp32 (as HF's, whatever the model's dtype), and
     // a rejected tail's keys sit at other offsets of a longer row than in its padded row, so fp32 sums
     // group differently (seen here: 4e-7 on logps/rejected, 1.2e-6 on a Qwen2 gradient; padding-free
@@ -93,6 +94,26 @@ describe.each(['hf-llama3', 'hf-mistral', 'hf-qwen2', 'hf-qwen3', 'tiny-gpt2'])(
     expect(Math.abs(packed.loss - base.loss)).toBeLessThan(tolerance);
     for (const [key, value] of Object.entries(base.metrics)) expect([key, Math.abs(packed.metrics[key] - value) < tolerance]).toEqual([key, true]);
     expect(maxDiff(packed.grads, base.grads)).toBeLessThan(tolerance);
+    disposeBatch(padded);
+    disposeBatch(packedBatch);
+    model.dispose();
+  });
+});
+
+describe('every loss type and f-divergence: prefix-shared ≡ padded (Qwen3, fp64, fused-linear)', () => {
+  const cases: [string, DpoLossConfigInput][] = [
+    ...LOSS_TYPES.map((loss_type): [string, DpoLossConfigInput] => [loss_type, { loss_type, beta: 0.5, ...(loss_type === 'exo_pair' ? { label_smoothing: 1e-3 } : {}) }]),
+    ...F_DIVERGENCES.map((f_divergence_type): [string, DpoLossConfigInput] => [`sigmoid with ${f_divergence_type}`, { f_divergence_type, beta: 0.5 }]),
+  ];
+  it.each(cases)('%s', async (_, lossConfig) => {
+    const model = await builtin('hf-qwen3');
+    await model.eval();
+    const padded = collate(PAIRS, { padId: 0 });
+    const packedBatch = collate(PAIRS, { padId: 0, packing: { prefixSharing: true } });
+    const [base, packed] = [await lossAndGradients(model, padded, true, lossConfig), await lossAndGradients(model, packedBatch, true, lossConfig)];
+    expect(Math.abs(packed.loss - base.loss)).toBeLessThan(1e-5);
+    for (const [key, value] of Object.entries(base.metrics)) expect([key, Math.abs(packed.metrics[key] - value) < 1e-5]).toEqual([key, true]);
+    expect(maxDiff(packed.grads, base.grads)).toBeLessThan(1e-5);
     disposeBatch(padded);
     disposeBatch(packedBatch);
     model.dispose();

@@ -98,6 +98,11 @@ export class CausalLM {
     return (await this.module.run('finish_layers', [x])) as Tensor;
   }
 
+  /** Logits of given last hidden states (lm_head): the logits path over packed streams. Built-in architectures. */
+  logitsFromHidden(hidden: Tensor): Promise<Tensor> {
+    return scope(async () => (await this.module.run('logits_from_hidden', [hidden])) as Tensor);
+  }
+
   /** The output projection [V,H] (the tied embedding for GPT-2), for the fused-linear loss. */
   async lmHeadWeight(): Promise<Tensor | null> {
     // The handles of the other parameters were made for this search only: the scope releases them.

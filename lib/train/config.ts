@@ -50,7 +50,8 @@ const runOptionsSchema = z.object({
   seed: z.number().int().min(0).default(42).describe('Seed of initialisation and dropout.'),
   data_seed: z.number().int().min(0).optional().describe('Seed of the batch order; default: seed.'),
   disable_dropout: z.boolean().default(true).describe('Train with dropout off in policy and reference.'),
-  use_fused_linear: z.boolean().default(true).describe("Fused lm_head + log-softmax log-probs when the model has forward_hidden (never materialises the logits)."),
+  use_fused_linear: z.union([z.boolean(), z.literal('auto')]).default('auto')
+    .describe("Fused lm_head + log-softmax log-probs (the logits never exist) for models with forward_hidden: true, false, or auto = fused once a micro-batch's logits would pass 64M elements (256 MiB in fp32), the logits path below (as fast or faster there)."),
   per_device_train_batch_size: z.number().int().positive().default(8).describe('Pairs per micro-batch on each rank.'),
   per_device_eval_batch_size: z.number().int().positive().default(8).describe('Pairs per evaluation batch on each rank.'),
   gradient_accumulation_steps: z.number().int().positive().default(1).describe('Micro-batches per optimizer step.'),

@@ -8,11 +8,26 @@ import { sequenceLogps, sequenceLogpsFromHidden, type SequenceLogpsResult } from
 import { Tensor } from '../tensor';
 import { readScalars } from '../named-values';
 
+/**
+ * The fused-linear log-prob op (lm_head and log-softmax in chunks: the logits never exist) or the
+ * logits path. 'auto' takes the fused op once a micro-batch's logits would exceed
+ * FUSED_LINEAR_MIN_LOGITS elements: below that the logits path is as fast or faster on CPU and its
+ * memory small (measured in the README, "Log-probabilities").
+ */
+export type FusedLinearChoice = boolean | 'auto';
+
+/** 64M elements: 256 MiB of fp32 logits. */
+export const FUSED_LINEAR_MIN_LOGITS = 64 * 2 ** 20;
+
 export interface LogpsRequest {
   tokenLogps: boolean;
   wpo: boolean;
   metrics: boolean;
-  fusedLinear: boolean;
+  fusedLinear: FusedLinearChoice;
+}
+
+function usesFusedLinear(choice: FusedLinearChoice, rows: number, length: number, vocab: number): boolean {
+  return choice === 'auto' ? rows * length * vocab > FUSED_LINEAR_MIN_LOGITS : choice;
 }
 
 /**
@@ -23,17 +38,18 @@ export interface LogpsRequest {
 export async function batchLogps(model: CausalLM, batch: PreferenceBatch, request: LogpsRequest): Promise<SequenceLogpsResult> {
   // Non-finite values flow through: the trainer skips and counts such steps.
   const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics, allowNonFinite: true };
+  const [N, L] = batch.inputIds.shape;
+  const fused = usesFusedLinear(request.fusedLinear, N, L, model.info.vocabSize);
   const packed = batch.packed && model.info.packs ? batch.packed : null;
   if (packed) {
-    // Packed rows: the states of each sequence's tokens gathered back into the padded 2B layout.
-    const head = (await model.lmHeadWeight())!;
+    // Packed stream: the states of each sequence's tokens gathered back into the padded 2B layout.
     const stream = await model.forwardHiddenPacked(packed);
     const size = stream.shape[2];
-    const [N, L] = batch.inputIds.shape;
     const hidden = await (await (await stream.view([packed.tokens, size])).indexSelect(0, packed.sequenceIndex)).view([N, L, size]);
-    return sequenceLogpsFromHidden(hidden, head, undefined, batch.inputIds, batch.completionMask, options);
+    if (fused) return sequenceLogpsFromHidden(hidden, (await model.lmHeadWeight())!, undefined, batch.inputIds, batch.completionMask, options);
+    return sequenceLogps(await model.logitsFromHidden(hidden), batch.inputIds, batch.completionMask, { ...options, inplaceBackward: true });
   }
-  const head = request.fusedLinear && model.info.hasForwardHidden ? await model.lmHeadWeight() : null;
+  const head = fused && model.info.hasForwardHidden ? await model.lmHeadWeight() : null;
   if (head) {
     const hidden = await model.forwardHidden(batch.inputIds, batch.attentionMask);
     return sequenceLogpsFromHidden(hidden, head, undefined, batch.inputIds, batch.completionMask, options);
@@ -76,7 +92,7 @@ export function microStep(
   batch: PreferenceBatch,
   loss: DpoLossConfig,
   scale: number,
-  fusedLinear: boolean,
+  fusedLinear: FusedLinearChoice,
 ): Promise<MicroStepResult> {
   // Logits, log-probs and the loss live only for this micro-batch: the scope frees them after backward.
   return scope(async () => {
@@ -95,7 +111,7 @@ export function pairLoss(
   reference: BatchReference,
   batch: PreferenceBatch,
   loss: DpoLossConfig,
-  fusedLinear: boolean,
+  fusedLinear: FusedLinearChoice,
 ): Promise<MicroStepResult & { result: Tensor }> {
   return scope(async () => {
     const B = batch.pairs;

@@ -5,7 +5,7 @@ import { noGrad } from '../grad-mode';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import type { CausalLM } from '../models/causal-lm';
 import type { DataParallel } from '../distributed/data-parallel';
-import { pairLoss, type BatchReference } from './dpo-step';
+import { pairLoss, type BatchReference, type FusedLinearChoice } from './dpo-step';
 
 export interface EvaluationSetup {
   policy: CausalLM;
@@ -15,7 +15,7 @@ export interface EvaluationSetup {
   /** Padded or packed batches (the run's layout). */
   layout: CollateOptions;
   batchSize: number;
-  fusedLinear: boolean;
+  fusedLinear: FusedLinearChoice;
   parallel: DataParallel | null;
 }
 

@@ -7,7 +7,7 @@ import { noGrad } from '../grad-mode';
 import { scope } from '../scope';
 import type { CausalLM } from '../models/causal-lm';
 import type { DataParallel } from '../distributed/data-parallel';
-import { batchLogps, type BatchReference } from './dpo-step';
+import { batchLogps, type BatchReference, type FusedLinearChoice } from './dpo-step';
 import { ConfigError } from '../errors';
 import { writeFileAtomic } from '../atomic-file';
 
@@ -64,7 +64,7 @@ function readCached(path: string | null, count: number): Float64Array | null {
 export async function precomputeReferenceLogps(
   reference: CausalLM,
   pairs: TokenizedPair[],
-  options: { layout: CollateOptions; batchSize: number; fusedLinear: boolean; cacheDir: string | null; parallel?: DataParallel | null },
+  options: { layout: CollateOptions; batchSize: number; fusedLinear: FusedLinearChoice; cacheDir: string | null; parallel?: DataParallel | null },
 ): Promise<{ logps: ReferenceLogps; cached: boolean; path: string | null }> {
   const parallel = options.parallel ?? null;
   const path = options.cacheDir ? join(options.cacheDir, `${await referenceKey(reference, pairs)}.reflogps`) : null;
