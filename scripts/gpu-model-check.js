@@ -3,6 +3,7 @@
 // 1. The Qwen3 fixture (sharded bf16) on cuda: SDPA (the default on 2.x) against the eager path and
 //    against the Python reference logits, in fp32 and in bf16.
 //    LoRA (bf16 base, fp32 adapters): adapters off ≡ the plain model; checkpointed ≡ plain gradients.
+//    Packed, prefix-shared batches (SDPA over per-segment blocks) ≡ the padded layout.
 // 2. A Qwen3-style ~0.6B model in bf16, batch 8 × 1024, forward + backward: tokens/s and peak CUDA
 //    memory with SDPA and with the eager path, each in its own process (peak memory is per process).
 // Prints one JSON object per line; exit 1 when a comparison fails.
@@ -86,6 +87,33 @@ async function loraGaps(t) {
   return { adaptersOff: maxAbsDiff(base, off), checkpointed: Math.max(...straight.map((g, i) => maxAbsDiff(g, checkpointed[i]))) };
 }
 
+// Packed, prefix-shared batches on CUDA (SDPA over the per-segment blocks with their masks) against
+// the padded layout: loss and the policy's gradient norm.
+async function packedGaps(t) {
+  const { pairLoss } = require('../dist/train/dpo-step');
+  const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const model = await t.createModel('qwen3', config, { init: false, dtype: 'float32', device: 'cuda' });
+  await model.loadSafetensors(FIXTURE);
+  await model.eval();
+  const reference = { kind: 'model', model: await model.referenceCopy() };
+  const pair = (prompt, chosen, rejected) => ({ chosen: { ids: [...prompt, ...chosen], promptLength: prompt.length }, rejected: { ids: [...prompt, ...rejected], promptLength: prompt.length }, boundaryMismatch: false, truncated: false });
+  const pairs = [pair([3, 14, 15, 9, 26, 5], [35, 8, 9], [7, 9, 32, 38, 4]), pair([27, 18, 28], [18, 28, 45, 9, 4, 5, 2], [18, 28, 61])];
+  const run = async (packing) => {
+    const batch = t.collate(pairs, { padId: 0, packing });
+    for (const key of ['inputIds', 'attentionMask', 'completionMask']) batch[key] = await batch[key].to('cuda');
+    if (batch.packed) for (const key of ['inputIds', 'positionIds', 'segmentIndex', 'segmentBranches', 'segmentPositions', 'tokenSlot', 'sequenceIndex']) batch.packed[key] = await batch.packed[key].to('cuda');
+    const r = await pairLoss(model, reference, batch, t.parseDpoLossConfig({ beta: 0.5 }), true);
+    await r.result.backward();
+    const grads = await Promise.all((await model.parameters()).map(async (p) => Array.from(await (await (await p.grad()).to('cpu')).toTypedArray())));
+    for (const p of await model.parameters()) await (await p.grad()).zero_();
+    return { loss: r.loss, grads };
+  };
+  const padded = await run(null);
+  const packed = await run({ prefixSharing: true });
+  model.dispose();
+  return { loss: Math.abs(padded.loss - packed.loss), grads: Math.max(...padded.grads.map((g, i) => maxAbsDiff(g, packed.grads[i]))) };
+}
+
 const maxAbsDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 const maxAbs = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
@@ -107,6 +135,9 @@ async function compare() {
   const lora = await loraGaps(t);
   report('qwen3 bf16 cuda LoRA: adapters off vs the plain model', lora.adaptersOff, 0);
   report('qwen3 bf16 cuda LoRA with dropout: checkpointed vs plain adapter gradients', lora.checkpointed, 1e-6);
+  const packed = await packedGaps(t);
+  report('qwen3 fp32 cuda prefix-shared packed vs padded: loss', packed.loss, 1e-5);
+  report('qwen3 fp32 cuda prefix-shared packed vs padded: gradients', packed.grads, 1e-4);
   return failed;
 }
 
