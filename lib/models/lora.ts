@@ -138,9 +138,12 @@ export class AdapterBuilder {
   }
 }
 
+/** The distinct layer names of module paths, in first-seen order ('model.layers.0.self_attn.q_proj' → 'q_proj'). */
+export const layerNames = (paths: string[]) => [...new Set(paths.map((p) => p.split('.').pop()!))];
+
 /** The target list as an error message shows it, with the layers there are to choose from. */
 export function noTargetMessage(options: LoraOptions, architecture: string, layerPaths: string[]): string {
-  const names = [...new Set(layerPaths.map((p) => p.split('.').pop()!))];
+  const names = layerNames(layerPaths);
   return `lora_target_modules ${JSON.stringify(options.targetModules)} matches no linear layer of ${architecture} (its linear layers: ${names.join(', ')}; or 'all-linear')`;
 }
 

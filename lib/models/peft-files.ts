@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../atomic-file';
 import { DataError } from '../errors';
 import { scope } from '../scope';
 import type { Tensor } from '../tensor';
-import { adapterParameterNames, isAdapterParameter, loraScaling, type AdapterInfo, type LoraOptions } from './lora';
+import { adapterParameterNames, isAdapterParameter, layerNames, loraScaling, type AdapterInfo, type LoraOptions } from './lora';
 import { writeSafetensors } from './safetensors';
 import type { ScriptModule } from './script-module';
 import { loadSafetensorsInto, type ExportView } from './weights';
@@ -26,7 +26,7 @@ export function adapterConfigJson(adapters: AdapterInfo, baseModel: string | nul
   const o = adapters.options;
   const targets = typeof o.targetModules === 'string' && o.targetModules !== 'all-linear'
     ? o.targetModules
-    : [...new Set(adapters.modules.map((path) => path.split('.').pop()!))].sort();
+    : layerNames(adapters.modules).sort();
   return {
     alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: baseModel, bias: 'none', fan_in_fan_out: adapters.fanInFanOut,
     inference_mode: true, init_lora_weights: true, layers_pattern: null, layers_to_transform: null, loftq_config: {},

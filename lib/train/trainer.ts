@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors';
+import { layerNames } from '../models/lora';
 import type { DType } from '../native/binding';
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
@@ -133,7 +134,7 @@ export class DPOTrainer extends EventEmitter {
     if (adapters) {
       const o = adapters.options;
       const frozen = summary.dtype.split('+').filter((d) => d !== adapters.dtype).join('+') || adapters.dtype;
-      const names = [...new Set(adapters.modules.map((path) => path.split('.').pop()))].join(', ');
+      const names = layerNames(adapters.modules).join(', ');
       parts[0] = `${frozen} frozen model, ${adapters.dtype} LoRA adapters (r ${o.r}, alpha ${o.alpha}${o.useRslora ? ', rsLoRA' : ''}) on ${adapters.modules.length} layers (${names}), reference = adapters off`;
     }
     if (this.compute.gradientCheckpointing) parts.push('activation checkpointing per layer');
