@@ -19,6 +19,9 @@ struct ModuleState {
   c10::Device device;
 };
 
+// info[index] as a string, or a TypeError naming `what`.
+std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* what);
+
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
  public:
   static Napi::Function DefineClass(Napi::Env env);
