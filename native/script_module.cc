@@ -22,6 +22,14 @@ constexpr napi_type_tag kModuleTag = {0x2b7d9e4f1a6c3e85ULL, 0x5f0c8a2d7e3b1964U
 
 c10::IValue ToIValue(Napi::Value value, size_t index) {
   if (value.IsNull() || value.IsUndefined()) return c10::IValue();
+  if (value.IsArray()) {
+    // A TorchScript List[Tensor] argument (per-layer caches, for instance).
+    Napi::Array array = value.As<Napi::Array>();
+    c10::List<at::Tensor> list;
+    std::string what = "module input " + std::to_string(index) + " (a list of tensors)";
+    for (uint32_t i = 0; i < array.Length(); ++i) list.push_back(TensorHandle::FromJs(array.Get(i), what.c_str()));
+    return list;
+  }
   if (value.IsBoolean()) return value.As<Napi::Boolean>().Value();
   if (value.IsNumber()) {
     double d = value.As<Napi::Number>().DoubleValue();

@@ -187,6 +187,15 @@ describe('model conventions', () => {
     expect(await logits.toArray()).toEqual([0.5, -1, 2, 0.5, -1, 2]);
   });
 
+  it('passes an array of tensors as a TorchScript List[Tensor] (per-layer caches) and returns lists as arrays', async () => {
+    const module = ScriptModule.create('ListArgs');
+    await module.define('\ndef stack_sum(self, xs: List[Tensor], scale: float):\n    return [torch.stack(xs).sum(0) * scale, xs[-1]]\n');
+    const out = (await module.run('stack_sum', [[Tensor.from([1, 2]), Tensor.from([10, 20]), Tensor.from([100, 200])], 0.5])) as Tensor[];
+    expect(await out[0].toArray()).toEqual([55.5, 111]);
+    expect(await out[1].toArray()).toEqual([100, 200]);
+    await expect(module.run('stack_sum', [[Tensor.from([1]), 3 as never], 1])).rejects.toThrow(/module input 0 \(a list of tensors\)/);
+  });
+
   it('honours train()/eval() for dropout and draws weights like HF', async () => {
     const model = await createModel('gpt2', { vocab_size: 64, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0.5, embd_pdrop: 0.5, attn_pdrop: 0.5 });
     const run = async () => values(await noGrad(() => model.forward(ids(), mask())));

@@ -5,7 +5,8 @@ import { settle, Tensor } from '../tensor';
 import { disposeSymbol } from '../dispose-symbols';
 
 export type ModuleValue = Tensor | number | boolean | string | null | ModuleValue[] | { [key: string]: ModuleValue };
-export type ModuleInput = Tensor | number | boolean | null;
+/** A method argument; an array of tensors is a TorchScript List[Tensor]. */
+export type ModuleInput = Tensor | Tensor[] | number | boolean | null;
 
 export interface NamedTensor {
   name: string;
@@ -61,7 +62,7 @@ export class ScriptModule {
 
   /** Calls a method (records autograd history unless inside noGrad()). */
   async run(method: string, inputs: ModuleInput[]): Promise<ModuleValue> {
-    const raw = inputs.map((x) => (x instanceof Tensor ? x.handle : x));
+    const raw = inputs.map((x) => (x instanceof Tensor ? x.handle : Array.isArray(x) ? x.map((t) => t.handle) : x));
     return wrapValue(await settle(`${method}()`, this.handle.run(method, raw, isGradEnabled())));
   }
   forward(...inputs: ModuleInput[]): Promise<ModuleValue> { return this.run('forward', inputs); }

@@ -36,7 +36,7 @@ export interface NativeNamedTensor {
 
 /** A value a module method returns: tensors, numbers, strings, null, and lists/dicts of them. */
 export type NativeModuleValue = NativeTensor | number | boolean | string | null | NativeModuleValue[] | { [key: string]: NativeModuleValue };
-export type NativeModuleInput = NativeTensor | number | boolean | null;
+export type NativeModuleInput = NativeTensor | NativeTensor[] | number | boolean | null;
 
 export interface NativeModuleDescription {
   type: string;
