@@ -131,6 +131,11 @@ export class CausalLM {
     // With LoRA: the merged model (W + scaling·B·A), never the base beside lora_* tensors.
     const view = this.info.adapters ? mergedView(this.module, this.info.adapters) : {};
     await exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize, view);
+    this.copyCompanionsTo(dir);
+  }
+
+  /** generation_config.json and the tokenizer files of the folder the model came from, if any. */
+  private copyCompanionsTo(dir: string): void {
     const source = this.info.path && (this.info.source === 'torchscript' ? dirname(this.info.path) : this.info.path);
     if (source) copyCompanionFiles(source, dir);
   }
@@ -142,8 +147,7 @@ export class CausalLM {
   async saveTrained(dir: string): Promise<void> {
     if (!this.info.adapters) return this.exportSafetensors(dir);
     await writeAdapterFiles(this.module, this.info.adapters, dir, this.info.path ?? null);
-    const source = this.info.path && (this.info.source === 'torchscript' ? dirname(this.info.path) : this.info.path);
-    if (source) copyCompanionFiles(source, dir);
+    this.copyCompanionsTo(dir);
   }
 
   /** Reads back what saveTrained wrote: the adapters (PEFT files) under LoRA, else all weights. */

@@ -26,6 +26,9 @@ export interface LogpsRequest {
   fusedLinear: FusedLinearChoice;
 }
 
+/** The batch's packed stream when the model takes one (built-in architectures), else null: padded rows. */
+const packedFor = (batch: PreferenceBatch, model: CausalLM) => (batch.packed && model.info.packs ? batch.packed : null);
+
 function usesFusedLinear(choice: FusedLinearChoice, rows: number, length: number, vocab: number): boolean {
   return choice === 'auto' ? rows * length * vocab > FUSED_LINEAR_MIN_LOGITS : choice;
 }
@@ -40,7 +43,7 @@ export async function batchLogps(model: CausalLM, batch: PreferenceBatch, reques
   const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics, allowNonFinite: true };
   const [N, L] = batch.inputIds.shape;
   const fused = usesFusedLinear(request.fusedLinear, N, L, model.info.vocabSize);
-  const packed = batch.packed && model.info.packs ? batch.packed : null;
+  const packed = packedFor(batch, model);
   if (packed) {
     // Packed stream: the states of each sequence's tokens gathered back into the padded 2B layout.
     const stream = await model.forwardHiddenPacked(packed);
@@ -153,7 +156,7 @@ export function pairLoss(
     const s = await readScalars(sums);
     const [tokC, tokR] = [s['tokens/chosen'], s['tokens/rejected']];
     const tokens = batch.lengths.reduce((a, b) => a + b, 0);
-    const packed = batch.packed && policy.info.packs ? batch.packed : null;
+    const packed = packedFor(batch, policy);
     return {
       result: result.loss,
       pairs: B,
