@@ -39,3 +39,8 @@ export { optimizerConfigSchema, type OptimizerConfig } from './optim/optimizer-c
 export { scheduleFactor, warmupSteps, type SchedulerType } from './optim/schedulers';
 export { ProcessGroup, distributedEnv, type DistributedEnv } from './distributed/process-group';
 export { ShardedAdamW } from './distributed/sharded-adamw';
+export { generate, type Generation } from './generation/generate';
+export { generationOptionsSchema, type GenerationOptions, type GenerationOptionsInput } from './generation/generation-options';
+export { completionLogps, type PromptAndCompletion } from './generation/completion-logps';
+export type { GenerationPrompt } from './generation/prompts';
+export { sampleTokens, type SamplingSettings } from './ops/sample-tokens';

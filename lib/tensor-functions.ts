@@ -28,3 +28,6 @@ export const cat = (tensors: Tensor[], dim = 0) => runOp('cat', tensors, { dim }
 export const stack = (tensors: Tensor[], dim = 0) => runOp('stack', tensors, { dim });
 /** x · weightᵀ + bias */
 export const linear = (x: Tensor, weight: Tensor, bias?: Tensor) => runOp('linear', bias ? [x, weight, bias] : [x, weight]);
+
+/** `tensor` on `device`: itself when it is there already (host-built inputs on a CPU model), else a copy. */
+export const onDevice = async (tensor: Tensor, device: string): Promise<Tensor> => (tensor.device === device ? tensor : tensor.to(device));

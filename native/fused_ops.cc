@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "ops.h"
 #include "optimizer_ops.h"
+#include "sampling.h"
 #include "sequence_logps.h"
 #include "tensor_handle.h"
 
@@ -75,6 +76,8 @@ const std::unordered_map<std::string, FusedSpec>& FusedTable() {
       {"zero_grads", {0, SIZE_MAX, [](const OpCall& c) { return ZeroGrads(c.inputs, c.attrs); }}},
       {"accumulate_grads", {0, SIZE_MAX, [](const OpCall& c) { return AccumulateGrads(c.inputs, c.attrs); }}},
       {"copy_params", {0, SIZE_MAX, [](const OpCall& c) { return CopyParams(c.inputs, c.attrs); }}},
+      // inputs: logits [B,V], uniforms [B] (sampling only); see sampling.h
+      {"sample_tokens", {1, 2, [](const OpCall& c) { return SampleTokens(c.inputs, c.attrs); }}},
   };
   return table;
 }

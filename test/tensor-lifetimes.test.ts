@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { HfTokenizer, keep, loadModel, memory, scope, ScriptModule, Tensor } from '../lib';
-import { generateGreedy } from '../lib/demo/generate';
+import { createModel, generate, HfTokenizer, keep, loadModel, memory, scope, ScriptModule, Tensor } from '../lib';
 import { retainAllTensors } from '../lib/tensor';
 import { DPOTrainer } from '../lib/train/trainer';
 import { TINY_GPT2 } from './support/cli-project';
@@ -125,12 +124,15 @@ def forward(self, input_ids, attention_mask):
     model.dispose();
   });
 
-  it('greedy generation leaves no tensor behind', async () => {
+  it('generation (KV cache, sampling, and the traced slow path) leaves no tensor behind', async () => {
     const tokenizer = HfTokenizer.fromDir(TINY_GPT2);
-    const gpt2 = await loadModel(TINY_GPT2);
+    const traced = await loadModel(TINY_GPT2);
+    const builtIn = await createModel('gpt2', traced.config);
     const before = live();
-    await generateGreedy(gpt2, tokenizer, 'w10 w11', 8);
+    await generate(traced, tokenizer, ['w10 w11', 'w3'], { maxNewTokens: 8, temperature: 0 });
+    await generate(builtIn, tokenizer, ['w10 w11', 'w3'], { maxNewTokens: 8, topK: 5, stop: ['w7'] });
     expect(live()).toBe(before);
-    gpt2.dispose();
+    traced.dispose();
+    builtIn.dispose();
   });
 });

@@ -2,7 +2,7 @@ import { copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { collate, disposeBatch } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
-import { generateGreedy } from '../demo/generate';
+import { generate } from '../generation/generate';
 import { writeDemoTask } from '../demo/sentiment-task';
 import { noGrad } from '../grad-mode';
 import type { CausalLM } from '../models/causal-lm';
@@ -67,14 +67,15 @@ export async function runDemo(values: DemoOptions): Promise<number> {
     logging_steps: 5, eval_strategy: 'steps', eval_steps: 10, save_steps: 100000, cache_dir: false, seed: 2, run_name: 'demo',
   }, { notice });
   const prompts = ['review of the concert :', 'review of the laptop :', 'review of the museum :'];
-  const before = await Promise.all(prompts.map((p) => generateGreedy(dpo.policy, dpo.tokenizer, p)));
+  const greedy = async () => (await generate(dpo.policy, dpo.tokenizer, prompts, { maxNewTokens: 12, temperature: 0 })).map((g) => g.text);
+  const before = await greedy();
   const initialPreference = await preferenceAccuracy(dpo.policy, dpo.evalPairs, dpo.tokenizer.padId);
   const initialEval = await dpo.evaluate();
   dpo.on('log', (r: LogRecord) => say(`  dpo step ${r.step}: loss ${r.loss.toFixed(4)}, reward accuracy ${r['rewards/accuracies'].toFixed(2)}, margin ${r['rewards/margins'].toFixed(3)}`));
   await dpo.train();
   const finalEval = await dpo.evaluate();
   const finalPreference = await preferenceAccuracy(dpo.policy, dpo.evalPairs, dpo.tokenizer.padId);
-  const after = await Promise.all(prompts.map((p) => generateGreedy(dpo.policy, dpo.tokenizer, p)));
+  const after = await greedy();
   dpo.dispose();
 
   const seconds = (Date.now() - started) / 1000;

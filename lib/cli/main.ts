@@ -5,6 +5,7 @@ import { runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { runConfig } from './config-command';
 import { runDemo } from './demo';
 import { runDoctor } from './doctor';
+import { runGenerate } from './generate';
 import { exitWithLauncher } from './launch-link';
 import { LAUNCH_USAGE, runLaunch } from './launch';
 import { describeFailure, runTrain } from './train';
@@ -52,6 +53,26 @@ export function buildProgram(run: (code: Promise<number> | number) => void): Com
     .option('--merge', 'use_peft: write the model with the adapter merged in (W + scaling·B·A) as HF safetensors')
     .addOption(new Option('--dtype <dtype>', 'convert the weights').choices(['float32', 'bfloat16', 'float16']))
     .action((o, cmd: Command) => run((needsConfig(cmd, o), runExport(o))));
+  const number = (value: string) => {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`'${value}' is not a number.`);
+    return n;
+  };
+  program.command('generate').description('continue prompts with a model (KV cache for the built-in architectures); one JSON line per prompt')
+    .requiredOption('--model <dir>', 'a model folder (HF layout or an export) with its tokenizer')
+    .requiredOption('--prompts <file>', 'JSONL/JSON/Parquet rows: a string, {"prompt": …} or chat messages')
+    .option('--chat', 'render text prompts as a user message with the chat template (message rows always are)')
+    .option('--out <file>', 'write the JSON lines here (atomically) instead of stdout')
+    .option('--max-new-tokens <n>', 'tokens to generate at most', positiveInt, 64)
+    .option('--temperature <t>', '0: greedy', number, 1)
+    .option('--top-k <k>', '0: off', number, 0)
+    .option('--top-p <p>', '1: off', number, 1)
+    .option('--seed <n>', 'sampling seed (row i draws from its own stream)', number, 0)
+    .option('--stop <text>', 'a stop string (repeatable)', collect, [])
+    .option('--batch-size <n>', 'prompts per forward', positiveInt, 64)
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .addOption(new Option('--dtype <dtype>', 'load the weights in this dtype').choices(['float32', 'bfloat16', 'float16', 'float64']))
+    .action((o) => run(runGenerate(o)));
   program.command('report').description('write <output_dir>/report.html from its metrics.jsonl and run.json')
     .argument('<output_dir>', 'a training output_dir')
     .action((dir: string) => run(runReport(dir)));

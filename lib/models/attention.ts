@@ -93,15 +93,19 @@ def attend(self, q, k, v, mask, dropout: float):${REPEAT_KV}
 }
 
 /**
- * TorchScript `attention_mask(attention_mask, T, window) -> [B,1,T,T]` bool, True where query i may
- * see key j: j ≤ i, key j not padding, and (window > 0) i − window < j (HF's sliding window). A row
- * with no visible key (a padding query) sees every key, as HF does for SDPA (_unmask_unattended): no
- * NaN from a fully masked softmax; such rows never reach the loss. Built once per forward.
+ * TorchScript `attention_mask(attention_mask, start, T, window) -> [B,1,T,start+T]` bool, True where
+ * query i may see key j: the queries are slots start … start+T−1 of rows whose keys are the slots
+ * 0 … start+T−1 (start 0: a whole forward; start > 0: new tokens after a KV cache of `start` slots),
+ * `attention_mask` [B, start+T] marks real keys. j ≤ i, key j not padding, and (window > 0)
+ * i − window < j (HF's sliding window). A row with no visible key (a padding query) sees every key,
+ * as HF does for SDPA (_unmask_unattended): no NaN from a fully masked softmax; such rows never reach
+ * the loss or a sampled token. Built once per forward.
  */
 export const ATTENTION_MASK_SOURCE = `
-def attention_mask(self, attention_mask, T: int, window: int):
-    i = torch.arange(T, device=attention_mask.device)
-    distance = i.unsqueeze(1) - i.unsqueeze(0)
+def attention_mask(self, attention_mask, start: int, T: int, window: int):
+    queries = torch.arange(start, start + T, device=attention_mask.device)
+    keys_at = torch.arange(start + T, device=attention_mask.device)
+    distance = queries.unsqueeze(1) - keys_at.unsqueeze(0)
     visible = distance >= 0
     if window > 0:
         visible = torch.logical_and(visible, distance < window)

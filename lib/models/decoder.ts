@@ -5,7 +5,7 @@ import { ones, zeros } from '../tensor-functions';
 import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, SEGMENT_MASK_SOURCE, type AttentionImplementation } from './attention';
 import type { Architecture } from './architecture';
 import { LinearLayers, type AdapterInfo, type LoraOptions } from './lora';
-import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
+import { initialWeight, kvCacheSource, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule, WRITE_CACHE_SOURCE } from './module-builder';
 import { ropePositionLimit, ropeSource, type RopeSpec } from './rope';
 import { ScriptModule } from './script-module';
 
@@ -80,7 +80,7 @@ def rotate_half(self, x):
     half = x.size(-1) // 2
     return torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1)
 
-def forward(self, x, mask, cos, sin, segment_index, token_slot):
+def project(self, x, cos, sin):
     B = x.size(0)
     T = x.size(1)
     q_heads = self.q_proj.forward(x).view([B, T, ${spec.heads}, ${spec.headDim}])
@@ -90,12 +90,24 @@ def forward(self, x, mask, cos, sin, segment_index, token_slot):
     v = self.v_proj.forward(x).view([B, T, ${spec.kvHeads}, ${spec.headDim}]).transpose(1, 2)
     q = q * cos + self.rotate_half(q) * sin
     k = k * cos + self.rotate_half(k) * sin
+    return q, k, v
+
+def output(self, y):
+    return self.o_proj.forward(y.transpose(1, 2).reshape([y.size(0), y.size(2), ${spec.heads * spec.headDim}]))
+
+def forward(self, x, mask, cos, sin, segment_index, token_slot):
+    q, k, v = self.project(x, cos, sin)
     if segment_index.numel() > 0:
         y = self.attend_segments(q, k, v, mask, segment_index, token_slot, self.attention_dropout)
     else:
         y = self.attend(q, k, v, mask, self.attention_dropout)
-    return self.o_proj.forward(y.transpose(1, 2).reshape([B, T, ${spec.heads * spec.headDim}]))
-` + attendSource(attentionKernel(spec.attnImplementation));
+    return self.output(y)
+
+def forward_cached(self, x, mask, cos, sin, k_cache, v_cache, start: int):
+    q, k, v = self.project(x, cos, sin)
+    keys, values = self.write_cache(k, v, k_cache, v_cache, start)
+    return self.output(self.attend(q, keys, values, mask, self.attention_dropout))
+` + attendSource(attentionKernel(spec.attnImplementation)) + WRITE_CACHE_SOURCE;
 }
 
 function layerSource(window: number): string {
@@ -104,13 +116,18 @@ function layerSource(window: number): string {
 def forward(self, x, full_mask, window_mask, cos, sin, segment_index, token_slot):
     x = x + self.self_attn.forward(self.input_layernorm.forward(x), ${mask}, cos, sin, segment_index, token_slot)
     return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
+
+def forward_cached(self, x, full_mask, window_mask, cos, sin, k_cache, v_cache, start: int):
+    x = x + self.self_attn.forward_cached(self.input_layernorm.forward(x), ${mask}, cos, sin, k_cache, v_cache, start)
+    return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
 `;
 }
 
 function modelSource(spec: DecoderSpec): string {
   const windows = [...new Set(spec.windows.filter((w) => w > 0))];
   // One window size at most across layers (HF configs have one sliding_window); masks built once per forward.
-  const windowMask = windows.length ? `self.attention_mask(attention_mask, T, ${windows[0]})` : 'full_mask';
+  const windowMask = windows.length ? `self.attention_mask(attention_mask, 0, T, ${windows[0]})` : 'full_mask';
+  const windowCached = windows.length ? `self.attention_mask(attention_mask, start, T, ${windows[0]})` : 'full_mask';
   const windowPacked = windows.length ? `self.segment_mask(segment_branches, segment_positions, ${windows[0]})` : 'full_mask';
   // prepare / finish split the forward around the layers for activation checkpointing (layer by layer).
   return `
@@ -118,7 +135,7 @@ def prepare(self, input_ids, attention_mask):
     T = input_ids.size(1)
     x = self.embed_tokens.forward(input_ids)
     cos, sin = self.rotary(T, x)
-    full_mask = self.attention_mask(attention_mask, T, 0)
+    full_mask = self.attention_mask(attention_mask, 0, T, 0)
     window_mask = ${windowMask}
     # No segments: attention over the rows as they are.
     none = input_ids.new_zeros([0])
@@ -134,6 +151,14 @@ def prepare_packed(self, input_ids, position_ids, segment_index, segment_branche
 def finish(self, x):
     return self.norm.forward(x)
 
+def forward_cached(self, input_ids, position_ids, attention_mask, k_cache: List[Tensor], v_cache: List[Tensor], start: int):
+    T = input_ids.size(1)
+    x = self.embed_tokens.forward(input_ids)
+    cos, sin = self.rotary_at(position_ids, x)
+    full_mask = self.attention_mask(attention_mask, start, T, 0)
+    window_mask = ${windowCached}
+    return self.finish(self.layers.forward_cached(x, full_mask, window_mask, cos, sin, k_cache, v_cache, start))
+
 def forward(self, input_ids, attention_mask):
     x, full_mask, window_mask, cos, sin, segment_index, token_slot = self.prepare(input_ids, attention_mask)
     return self.finish(self.layers.forward(x, full_mask, window_mask, cos, sin, segment_index, token_slot))
@@ -144,7 +169,7 @@ def forward_packed(self, input_ids, position_ids, segment_index, segment_branche
 ` + ATTENTION_MASK_SOURCE + SEGMENT_MASK_SOURCE + ropeSource(spec.rope, spec.headDim);
 }
 
-const CAUSAL_LM = `
+const causalLmSource = (spec: DecoderSpec) => `
 def forward_hidden(self, input_ids, attention_mask):
     return self.model.forward(input_ids, attention_mask)
 
@@ -153,7 +178,7 @@ def forward(self, input_ids, attention_mask):
 
 def forward_hidden_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
     return self.model.forward_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
-` + layerStepsSource('model');
+` + layerStepsSource('model') + kvCacheSource('model', { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim });
 
 /**
  * Builds `<family>ForCausalLM` from the spec, with HF's initialiser (N(0, initializer_range), unit
@@ -199,7 +224,7 @@ export async function createDecoder(spec: DecoderSpec, architecture: string): Pr
   const model = ScriptModule.create(`${F}Model`);
   await registerAll(model, {
     embed_tokens: await leafModule(`${F}Embedding`, { weight: embedding }, EMBEDDING),
-    layers: await sequentialModule(`${F}Layers`, layers, 'full_mask, window_mask, cos, sin, segment_index, token_slot'),
+    layers: await sequentialModule(`${F}Layers`, layers, 'full_mask, window_mask, cos, sin, segment_index, token_slot', 'full_mask, window_mask, cos, sin'),
     norm: await rmsNorm(`${F}Norm`, E),
   });
   await model.define(modelSource(spec));
@@ -208,7 +233,7 @@ export async function createDecoder(spec: DecoderSpec, architecture: string): Pr
   await causal.registerModule('model', model);
   const head: Tensor = spec.tieWordEmbeddings ? embedding : await weight([spec.vocabSize, E]);
   await causal.registerModule('lm_head', await leafModule(`${F}LMHead`, { weight: head }, LM_HEAD));
-  await causal.define(CAUSAL_LM);
+  await causal.define(causalLmSource(spec));
   return { module: causal, adapters: await linears.finish() };
 }
 

@@ -3,7 +3,7 @@ import { ones, zeros } from '../tensor-functions';
 import type { Architecture, ArchitectureBuild } from './architecture';
 import { LinearLayers, type AdapterInfo } from './lora';
 import { attendSource, ATTENTION_MASK_SOURCE, attentionKernel, ATTENTION_IMPLEMENTATIONS, SEGMENT_MASK_SOURCE, type AttentionImplementation } from './attention';
-import { initialWeight, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule } from './module-builder';
+import { initialWeight, kvCacheSource, layerStepsSource, leafModule, parseArchitectureConfig, registerAll, sequentialModule, WRITE_CACHE_SOURCE } from './module-builder';
 import { ScriptModule } from './script-module';
 
 /** HF GPT2Config fields the architecture reads (HF names and defaults). */
@@ -41,7 +41,7 @@ shape = x.size()[:-1] + [self.weight.size(1)]
 y = torch.addmm(self.bias, x.reshape([-1, x.size(-1)]), self.weight).view(shape)
 `;
 const attentionSource = (implementation: AttentionImplementation | null) => `
-def forward(self, x, mask, segment_index, token_slot):
+def project(self, x):
     B = x.size(0)
     T = x.size(1)
     E = x.size(2)
@@ -51,13 +51,25 @@ def forward(self, x, mask, segment_index, token_slot):
     q = qkv.narrow(2, 0, E).view([B, T, H, D]).transpose(1, 2)
     k = qkv.narrow(2, E, E).view([B, T, H, D]).transpose(1, 2)
     v = qkv.narrow(2, 2 * E, E).view([B, T, H, D]).transpose(1, 2)
+    return q, k, v
+
+def output(self, y):
+    y = y.transpose(1, 2).reshape([y.size(0), y.size(2), y.size(1) * y.size(3)])
+    return torch.dropout(self.c_proj.forward(y), self.resid_pdrop, self.training)
+
+def forward(self, x, mask, segment_index, token_slot):
+    q, k, v = self.project(x)
     if segment_index.numel() > 0:
         y = self.attend_segments(q, k, v, mask, segment_index, token_slot, self.attn_pdrop)
     else:
         y = self.attend(q, k, v, mask, self.attn_pdrop)
-    y = y.transpose(1, 2).reshape([B, T, E])
-    return torch.dropout(self.c_proj.forward(y), self.resid_pdrop, self.training)
-` + attendSource(attentionKernel(implementation));
+    return self.output(y)
+
+def forward_cached(self, x, mask, k_cache, v_cache, start: int):
+    q, k, v = self.project(x)
+    keys, values = self.write_cache(k, v, k_cache, v_cache, start)
+    return self.output(self.attend(q, keys, values, mask, self.attn_pdrop))
+` + attendSource(attentionKernel(implementation)) + WRITE_CACHE_SOURCE;
 const MLP = `
 def forward(self, x):
     h = torch.gelu(self.c_fc.forward(x), approximate="tanh")
@@ -66,6 +78,10 @@ def forward(self, x):
 const BLOCK = `
 def forward(self, x, mask, segment_index, token_slot):
     x = x + self.attn.forward(self.ln_1.forward(x), mask, segment_index, token_slot)
+    return x + self.mlp.forward(self.ln_2.forward(x))
+
+def forward_cached(self, x, mask, k_cache, v_cache, start: int):
+    x = x + self.attn.forward_cached(self.ln_1.forward(x), mask, k_cache, v_cache, start)
     return x + self.mlp.forward(self.ln_2.forward(x))
 `;
 const EMBEDDING = `
@@ -80,10 +96,16 @@ def prepare(self, input_ids, attention_mask):
     x = torch.dropout(x, self.embd_pdrop, self.training)
     # No segments: attention over the rows as they are.
     none = input_ids.new_zeros([0])
-    return x, self.attention_mask(attention_mask, T, 0), none, none
+    return x, self.attention_mask(attention_mask, 0, T, 0), none, none
 
 def finish(self, x):
     return self.ln_f.forward(x)
+
+def forward_cached(self, input_ids, position_ids, attention_mask, k_cache: List[Tensor], v_cache: List[Tensor], start: int):
+    x = self.wte.forward(input_ids) + self.wpe.forward(position_ids)
+    x = torch.dropout(x, self.embd_pdrop, self.training)
+    mask = self.attention_mask(attention_mask, start, input_ids.size(1), 0)
+    return self.finish(self.h.forward_cached(x, mask, k_cache, v_cache, start))
 
 def prepare_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
     x = self.wte.forward(input_ids) + self.wpe.forward(position_ids)
@@ -102,7 +124,7 @@ const LM_HEAD = `
 def forward(self, x):
     return torch.matmul(x, self.weight.t())
 `;
-const LM_HEAD_MODEL = `
+const lmHeadModelSource = (c: Gpt2Config) => `
 def forward_hidden(self, input_ids, attention_mask):
     return self.transformer.forward(input_ids, attention_mask)
 
@@ -111,7 +133,7 @@ def forward(self, input_ids, attention_mask):
 
 def forward_hidden_packed(self, input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot):
     return self.transformer.forward_packed(input_ids, position_ids, segment_index, segment_branches, segment_positions, token_slot)
-` + layerStepsSource('transformer');
+` + layerStepsSource('transformer') + kvCacheSource('transformer', { layers: c.n_layer, kvHeads: c.n_head, headDim: c.n_embd / c.n_head });
 
 /**
  * GPT-2 (HF GPT2LMHeadModel layout and parameter names; lm_head tied to transformer.wte) assembled
@@ -156,7 +178,7 @@ async function createGpt2(input: unknown, options: ArchitectureBuild): Promise<{
   await registerAll(transformer, {
     wte: await leafModule('GPT2Wte', { weight: tied }, EMBEDDING),
     wpe: await leafModule('GPT2Wpe', { weight: weight([c.n_positions, E], std) }, EMBEDDING),
-    h: await sequentialModule('GPT2Blocks', blocks, 'mask, segment_index, token_slot'),
+    h: await sequentialModule('GPT2Blocks', blocks, 'mask, segment_index, token_slot', 'mask'),
     ln_f: await layerNorm('GPT2LnF', E),
   });
   await transformer.registerAttribute('embd_pdrop', c.embd_pdrop, 'float');
@@ -166,7 +188,7 @@ async function createGpt2(input: unknown, options: ArchitectureBuild): Promise<{
   await model.registerModule('transformer', transformer);
   // The output projection is the input embedding itself (HF ties them): one tensor, two names.
   await model.registerModule('lm_head', await leafModule('GPT2LMHead', { weight: tied }, LM_HEAD));
-  await model.define(LM_HEAD_MODEL);
+  await model.define(lmHeadModelSource(c));
   return { module: model, config: c, adapters: await linears.finish() };
 }
 

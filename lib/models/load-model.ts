@@ -21,6 +21,11 @@ export interface LoadModelOptions {
   dtype?: DType;
   /** LoRA adapters on the built-in architecture (a folder's safetensors are used even beside a model.pt). */
   lora?: LoraOptions | null;
+  /**
+   * A folder with safetensors of a built-in architecture loads into it even beside a model.pt (what
+   * generation wants: the built-in architectures keep a KV cache, a traced graph cannot).
+   */
+  preferBuiltin?: boolean;
 }
 
 /**
@@ -41,7 +46,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
 
   const scriptFile = isDir ? join(dir, 'model.pt') : path;
   // Under LoRA a folder's safetensors go into the built-in architecture (it also checkpoints layers).
-  const traced = existsSync(scriptFile) && !(options.lora && isDir && hasSafetensorsWeights(dir) && isBuiltinArchitecture(config.model_type));
+  const traced = existsSync(scriptFile) && !((options.lora || options.preferBuiltin) && isDir && hasSafetensorsWeights(dir) && isBuiltinArchitecture(config.model_type));
   const model = traced ? await loadTorchScript(scriptFile, config, options) : await loadBuiltin(dir, config, options);
   try {
     await checkVocabulary(model, isDir ? tokenizerFile : undefined);

@@ -25,16 +25,30 @@ export async function leafModule(
   return m;
 }
 
-/** A container whose children are named "0", "1", … (HF's ModuleList layout), run in order. */
-export async function sequentialModule(name: string, children: ScriptModule[], args: string): Promise<ScriptModule> {
+/**
+ * A container whose children are named "0", "1", … (HF's ModuleList layout), run in order:
+ * `forward(x, <args>)`, and `forward_cached(x, <cachedArgs>, k_cache, v_cache, start)` where child i
+ * reads and extends its own slot of the per-layer KV cache lists (see kvCacheSource).
+ */
+export async function sequentialModule(name: string, children: ScriptModule[], args: string, cachedArgs: string): Promise<ScriptModule> {
   const container = ScriptModule.create(name);
   const calls: string[] = [];
+  const cachedCalls: string[] = [];
   for (const [i, child] of children.entries()) {
     await container.registerModule(String(i), child);
     // TorchScript cannot spell self.0; getattr with a literal name resolves at compile time.
     calls.push(`    x = getattr(self, "${i}").forward(x, ${args})`);
+    cachedCalls.push(`    x = getattr(self, "${i}").forward_cached(x, ${cachedArgs}, k_cache[${i}], v_cache[${i}], start)`);
   }
-  await container.define(`\ndef forward(self, x, ${args}):\n${calls.join('\n')}\n    return x\n`);
+  await container.define(`
+def forward(self, x, ${args}):
+${calls.join('\n')}
+    return x
+
+def forward_cached(self, x, ${cachedArgs}, k_cache: List[Tensor], v_cache: List[Tensor], start: int):
+${cachedCalls.join('\n')}
+    return x
+`);
   return container;
 }
 
@@ -79,6 +93,51 @@ def logits_from_hidden(self, hidden):
     return self.lm_head.forward(hidden)
 `;
 }
+
+/** The shape of a model's KV cache: one [B, kvHeads, L, headDim] key and value tensor per layer. */
+export interface KvCacheShape {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/**
+ * The causal LM's generation methods, for a `body` submodule with forward_cached(input_ids,
+ * position_ids, attention_mask, k_cache, v_cache, start) → hidden states:
+ * - `new_cache(B, L)`: zeroed key and value lists, one [B, kvHeads, L, headDim] tensor per layer in
+ *   the model's own dtype and device (slots are written in place as tokens arrive, never reallocated);
+ * - `next_token_logits(...)`: the new tokens (slots start … start+T−1) through the model, their keys
+ *   and values written into the cache, and the logits [B, V] of the last one.
+ */
+export function kvCacheSource(body: string, shape: KvCacheShape): string {
+  return `
+def new_cache(self, B: int, L: int) -> Tuple[List[Tensor], List[Tensor]]:
+    like = self.lm_head.weight
+    k_cache: List[Tensor] = []
+    v_cache: List[Tensor] = []
+    for i in range(${shape.layers}):
+        k_cache.append(torch.zeros([B, ${shape.kvHeads}, L, ${shape.headDim}], dtype=like.dtype, device=like.device))
+        v_cache.append(torch.zeros([B, ${shape.kvHeads}, L, ${shape.headDim}], dtype=like.dtype, device=like.device))
+    return k_cache, v_cache
+
+def next_token_logits(self, input_ids, position_ids, attention_mask, k_cache: List[Tensor], v_cache: List[Tensor], start: int):
+    hidden = self.${body}.forward_cached(input_ids, position_ids, attention_mask, k_cache, v_cache, start)
+    return self.lm_head.forward(hidden.select(1, hidden.size(1) - 1))
+`;
+}
+
+/**
+ * TorchScript `write_cache(k, v, k_cache, v_cache, start) -> (keys, values)` for an attention module:
+ * this step's keys and values [B, kv, T, D] stored in slots start … start+T−1, and every slot so far
+ * returned for attention.
+ */
+export const WRITE_CACHE_SOURCE = `
+def write_cache(self, k, v, k_cache, v_cache, start: int):
+    T = k.size(2)
+    k_cache.narrow(2, start, T).copy_(k)
+    v_cache.narrow(2, start, T).copy_(v)
+    return k_cache.narrow(2, 0, start + T), v_cache.narrow(2, 0, start + T)
+`;
 
 /** Registers several submodules in order. */
 export async function registerAll(parent: ScriptModule, children: Record<string, ScriptModule>): Promise<void> {
