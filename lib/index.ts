@@ -44,3 +44,6 @@ export { generationOptionsSchema, type GenerationOptions, type GenerationOptions
 export { completionLogps, type PromptAndCompletion } from './generation/completion-logps';
 export type { GenerationPrompt } from './generation/prompts';
 export { sampleTokens, type SamplingSettings } from './ops/sample-tokens';
+export { trainIterative, type IterativeConfigInput, type IterativeRunOptions, type IterativeResult, type RoundSummary } from './iterative/iterative-dpo';
+export { JudgeError, loadJudge, type Judge } from './iterative/judge';
+export { iterativeOptionsSchema, type IterativeOptions } from './iterative/iterative-options';

@@ -1,9 +1,8 @@
 import { writeFileAtomic } from '../atomic-file';
 import { readRows } from '../data/readers';
-import { HfTokenizer, type ChatMessage } from '../data/tokenizer';
-import { DataError } from '../errors';
+import { HfTokenizer } from '../data/tokenizer';
 import { generate } from '../generation/generate';
-import type { GenerationPrompt } from '../generation/prompts';
+import { promptFromRow, type GenerationPrompt } from '../generation/prompts';
 import { loadModel } from '../models/load-model';
 import type { DType } from '../native/binding';
 import { resolveDevice } from '../train/device';
@@ -24,18 +23,6 @@ export interface GenerateCommandOptions {
   dtype?: DType;
 }
 
-/** A row's prompt: a string, a list of messages, or a row object with `prompt` (or `messages`). */
-function promptOf(value: unknown, chat: boolean, where: string): GenerationPrompt {
-  const raw = value !== null && typeof value === 'object' && !Array.isArray(value)
-    ? ((value as Record<string, unknown>).prompt ?? (value as Record<string, unknown>).messages)
-    : value;
-  if (typeof raw === 'string') return chat ? [{ role: 'user', content: raw }] : raw;
-  if (Array.isArray(raw) && raw.every((m) => m && typeof m === 'object' && typeof (m as ChatMessage).role === 'string' && typeof (m as ChatMessage).content === 'string')) {
-    return raw as ChatMessage[];
-  }
-  throw new DataError(`${where}: expected a prompt (a string, a list of {role, content} messages, or an object with "prompt"), got ${JSON.stringify(value).slice(0, 80)}`);
-}
-
 /**
  * `torch-dpo generate --model DIR --prompts FILE`: one JSON line per prompt (prompt, completion,
  * finish_reason, tokens, logprob) on stdout or into --out (written whole, atomically).
@@ -44,7 +31,7 @@ export async function runGenerate(o: GenerateCommandOptions): Promise<number> {
   const prompts: GenerationPrompt[] = [];
   for await (const row of readRows(o.prompts)) {
     if (row instanceof Error) throw row;
-    prompts.push(promptOf(row.value, o.chat ?? false, `${row.source.file}:${row.source.line}`));
+    prompts.push(promptFromRow(row, { chat: o.chat ?? false }));
   }
   const tokenizer = HfTokenizer.fromDir(o.model);
   const model = await loadModel(o.model, { device: resolveDevice(o.device), dtype: o.dtype, preferBuiltin: true });

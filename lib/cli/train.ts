@@ -1,10 +1,11 @@
 import type { DataReport } from '../data/preference-data';
-import { TorchDpoError } from '../errors';
+import { ConfigError, TorchDpoError } from '../errors';
 import type { TrainerConfigInput } from '../train/config';
 import { osReason } from '../file-errors';
 import { formatCount } from '../train/model-summary';
 import { DPOTrainer, StoppedBeforeTrainingError, type LogRecord } from '../train/trainer';
 import { StopSignals } from './stop-signals';
+import { runIterativeTrain } from './train-iterative';
 import { isMainRank, loadConfig, type ConfigOptions } from './commands';
 
 function formatLog(r: LogRecord): string {
@@ -61,6 +62,8 @@ async function startSummary(trainer: DPOTrainer): Promise<string[]> {
  */
 export async function runTrain(options: ConfigOptions & { dryRun?: boolean }): Promise<number> {
   const config = loadConfig(options);
+  if (config.judge && options.dryRun) throw new ConfigError('--dry-run: not available for iterative DPO (judge) yet; run with iterative_rounds: 1 and a few prompts to try the setup');
+  if (config.judge) return runIterativeTrain(config);
   const quiet = !isMainRank();
   let trainer: DPOTrainer | null = null;
   const stop = new StopSignals('train', () => trainer?.stopPlan() ?? 'stopping before training starts: no checkpoint is written').install();

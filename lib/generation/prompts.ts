@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RawRow } from '../data/readers';
 import type { ChatMessage, HfTokenizer } from '../data/tokenizer';
+import { DataError } from '../errors';
 import type { CausalLM } from '../models/causal-lm';
 
 /** A prompt to continue: text, or chat messages (rendered with the tokenizer's chat template). */
@@ -33,4 +35,19 @@ export function endOfSequenceIds(model: CausalLM, tokenizer: HfTokenizer): Set<n
     }
   }
   return ids;
+}
+
+/**
+ * The prompt of a data row: a string, a list of {role, content} messages, or an object holding one
+ * in `column` (default prompt; or messages). `chat` renders a text prompt as one user message.
+ */
+export function promptFromRow(row: RawRow, options: { chat?: boolean; column?: string } = {}): GenerationPrompt {
+  const value = row.value;
+  const raw = value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? ((value as Record<string, unknown>)[options.column ?? 'prompt'] ?? (value as Record<string, unknown>).messages)
+    : value;
+  if (typeof raw === 'string') return options.chat ? [{ role: 'user', content: raw }] : raw;
+  const isMessage = (m: unknown) => !!m && typeof m === 'object' && typeof (m as ChatMessage).role === 'string' && typeof (m as ChatMessage).content === 'string';
+  if (Array.isArray(raw) && raw.length > 0 && raw.every(isMessage)) return raw as ChatMessage[];
+  throw new DataError(`${row.source.file}:${row.source.line}: expected a prompt (a string, a list of {role, content} messages, or an object with "${options.column ?? 'prompt'}"), got ${JSON.stringify(value).slice(0, 80)}`);
 }

@@ -4,6 +4,7 @@ import { describeOptions, type OptionDoc } from '../config/describe-options';
 import { isParsed, keysOf, parseOnce } from '../config/parse';
 import { translateTrlKeys, FOREIGN_KEYS } from '../config/trl-compat';
 import { dataOptionsSchema } from '../data/data-options';
+import { iterativeOptionsSchema } from '../iterative/iterative-options';
 import { dpoLossConfigSchema } from '../loss/dpo-config';
 import { optimizerConfigSchema, stepsOrRatio } from '../optim/optimizer-config';
 
@@ -83,6 +84,7 @@ const runOptionsSchema = z.object({
   torch_empty_cache_steps: z.number().int().positive().optional().describe('Empty the allocator caches (CUDA and CPU) every N steps.'),
   precompute_ref_log_probs: z.boolean().default(false).describe('Reference log-probs computed once before training (cached on disk); no reference kept in memory.'),
   precompute_ref_batch_size: z.number().int().positive().optional().describe('Batch size of that pass; default per_device_eval_batch_size.'),
+  ref_model: z.string().optional().describe("A model folder for the frozen reference (TRL's DPOTrainer ref_model argument); default: a copy of the policy as loaded."),
   sync_ref_model: z.boolean().default(false).describe('TR-DPO: every ref_model_sync_steps, reference ← α·policy + (1 − α)·reference.'),
   ref_model_mixup_alpha: z.number().min(0).max(1).default(0.6).describe('TR-DPO α.'),
   ref_model_sync_steps: z.number().int().positive().default(512).describe('TR-DPO τ: steps between syncs.'),
@@ -91,6 +93,7 @@ const runOptionsSchema = z.object({
 export const trainerConfigSchema = runOptionsSchema
   .merge(dataOptionsSchema)
   .merge(optimizerConfigSchema)
+  .merge(iterativeOptionsSchema)
   .merge(dpoLossConfigSchema.innerType())
   .strict()
   .superRefine((c, ctx) => {
@@ -105,7 +108,15 @@ export const trainerConfigSchema = runOptionsSchema
     if (c.bf16 && c.use_peft && c.dtype && c.dtype !== 'bfloat16') fail('dtype', `${c.dtype} with bf16: true and use_peft: the frozen model computes in bfloat16 (the adapters stay fp32); drop dtype or bf16`);
     if (c.adapter_name_or_path && !c.use_peft) fail('adapter_name_or_path', 'needs use_peft: true');
     if (c.max_tokens_per_batch !== undefined && !c.padding_free && !c.prefix_sharing) fail('max_tokens_per_batch', 'needs padding_free or prefix_sharing (a padded batch costs its longest row times its rows, not its tokens)');
+    if (c.ref_model && c.use_peft) fail('ref_model', 'with use_peft the reference is the model with its adapters off; drop ref_model (or use_peft)');
+    if (c.ref_model && c.reference_free) fail('ref_model', 'reference_free uses no reference; drop one of them');
     if (c.use_peft && c.sync_ref_model) fail('sync_ref_model', 'with use_peft the reference is the model with its adapters off: there is no reference copy to sync');
+    if (c.judge) {
+      if (!c.model_name_or_path) fail('model_name_or_path', 'iterative DPO (judge) starts from a model folder: set model_name_or_path');
+      if (c.precompute_ref_log_probs) fail('precompute_ref_log_probs', 'iterative DPO (judge) trains on new pairs every round: the reference runs live');
+      if (c.ref_model) fail('ref_model', 'iterative DPO (judge) sets each round\'s reference by reference_update');
+      if (c.use_peft && c.reference_update === 'per_round') fail('reference_update', "'per_round' with use_peft: the reference is the model with its adapters off; use 'fixed'");
+    }
     // The loss options' own cross-checks (exo_pair ε, robust ε, WPO with aot, weights per type).
     const lossKeys = new Set(keysOf(dpoLossConfigSchema));
     const loss = dpoLossConfigSchema.safeParse(Object.fromEntries(Object.entries(c).filter(([k]) => lossKeys.has(k))));

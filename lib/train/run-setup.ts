@@ -62,6 +62,8 @@ export interface LoadOptions {
   /** false: output_dir is only read (eval, export, precompute-ref), so it is neither locked nor tidied. */
   writesOutput?: boolean;
   notice?: (message: string) => void;
+  /** A model folder with safetensors of a built-in architecture loads into it even beside a model.pt. */
+  preferBuiltin?: boolean;
 }
 
 /**
@@ -108,6 +110,35 @@ function checkPositions(policy: CausalLM, c: TrainerConfig, pairs: TokenizedPair
 }
 
 /**
+ * The policy a config describes: model_name_or_path (or a built-in `model`), with LoRA adapters
+ * (use_peft; adapter_name_or_path's weights), in the dtype training wants, on `device`.
+ */
+export async function loadPolicy(c: TrainerConfig, device: string, notice: (message: string) => void = () => {}, preferBuiltin = false): Promise<CausalLM> {
+  const lora = c.use_peft ? loraOptionsOf(c, notice) : null;
+  // bf16 mixed precision keeps the policy's weights in fp32 (the masters), whatever is stored; under
+  // LoRA the frozen model computes in bf16 and the adapters (fp32) are the trained weights.
+  const dtype = c.dtype ?? (c.bf16 ? (lora ? 'bfloat16' : 'float32') : undefined);
+  const policy = c.model_name_or_path
+    ? await loadModel(c.model_name_or_path, { device, dtype, lora, preferBuiltin })
+    : await createModel(c.model!.architecture, c.model!.config, { dtype, device, lora });
+  try {
+    if (c.adapter_name_or_path) await policy.loadTrained(c.adapter_name_or_path);
+  } catch (err) {
+    policy.dispose();
+    throw err;
+  }
+  return policy;
+}
+
+/** ref_model: a frozen model from its own folder, computing in the dtype the policy computes in. */
+async function loadReference(path: string, device: string, c: TrainerConfig, preferBuiltin = false): Promise<CausalLM> {
+  const reference = await loadModel(path, { device, dtype: c.bf16 ? 'bfloat16' : c.dtype, preferBuiltin });
+  await reference.freeze();
+  await reference.eval();
+  return reference;
+}
+
+/**
  * Takes output_dir (checked writable, locked) before anything heavy, resolves the device, then loads
  * model, reference, tokenizer and data, and builds sampler and optimizer. On failure (or a stop)
  * whatever was made is released again.
@@ -132,18 +163,9 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     stopIfAsked();
     const rankDevice = parallel?.device(device) ?? device;
     const loss = dpoLossConfigOf(c);
-    let policy: CausalLM;
-    const lora = c.use_peft ? loraOptionsOf(c, notice) : null;
-    // bf16 mixed precision keeps the policy's weights in fp32 (the masters), whatever is stored; under
-    // LoRA the frozen model computes in bf16 and the adapters (fp32) are the trained weights.
-    const dtype = c.dtype ?? (c.bf16 ? (lora ? 'bfloat16' : 'float32') : undefined);
-    if (c.model_name_or_path) {
-      policy = await loadModel(c.model_name_or_path, { device: rankDevice, dtype, lora });
-    } else {
-      policy = await createModel(c.model!.architecture, c.model!.config, { dtype, device: rankDevice, lora });
-    }
+    const lora = c.use_peft;
+    const policy = await loadPolicy(c, rankDevice, notice, options.preferBuiltin);
     made.push(policy);
-    if (c.adapter_name_or_path) await policy.loadTrained(c.adapter_name_or_path);
     // Every rank starts from rank 0's weights.
     if (parallel) await scope(() => noGrad(async () => parallel.group.broadcast((await policy.namedParameters()).map((p) => p.tensor), 0)));
     // disable_dropout: train in eval mode (the built-in models' only train-mode behaviour is dropout).
@@ -154,7 +176,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     faultPoint('setup:model-loaded');
     // The reference computes like the policy does (in bf16 under mixed precision); under LoRA it is
     // the policy with its adapters off.
-    let referenceModel = loss.reference_free ? null : lora ? policy.adaptersOff() : await (mixed?.working ?? policy).referenceCopy();
+    let referenceModel = loss.reference_free ? null : lora ? policy.adaptersOff() : c.ref_model ? await loadReference(c.ref_model, rankDevice, c, options.preferBuiltin) : await (mixed?.working ?? policy).referenceCopy();
     if (referenceModel) made.push(referenceModel);
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);

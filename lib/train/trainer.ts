@@ -25,6 +25,7 @@ import { defaultRunDir, RunLog } from './run-log';
 import { loadRun, type LoadOptions, type RunParts } from './run-setup';
 import { TrainingDivergedError, type LogRecord, type TrainResult } from './train-records';
 import { describeModel, type ModelSummary } from './model-summary';
+import { trainIterative, type IterativeConfigInput, type IterativeResult, type IterativeRunOptions } from '../iterative/iterative-dpo';
 
 export { StoppedBeforeTrainingError, TrainingDivergedError, type LogRecord, type TrainResult } from './train-records';
 
@@ -97,6 +98,15 @@ export class DPOTrainer extends EventEmitter {
       throw err;
     }
     return trainer;
+  }
+
+  /**
+   * Iterative DPO (lib/iterative/iterative-dpo.ts): rounds of sampling from the policy, a judge
+   * written in TypeScript ranking the samples, and one epoch of DPO on best-vs-worst pairs, each round
+   * a trainer of its own in output_dir/round-N.
+   */
+  static trainIterative(config: IterativeConfigInput, options: IterativeRunOptions = {}): Promise<IterativeResult> {
+    return trainIterative(config, options);
   }
 
   private restore(path: string, progress: RunProgress): void {
