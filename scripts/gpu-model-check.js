@@ -4,6 +4,7 @@
 //    against the Python reference logits, in fp32 and in bf16.
 //    LoRA (bf16 base, fp32 adapters): adapters off ≡ the plain model; checkpointed ≡ plain gradients.
 //    Packed, prefix-shared batches (SDPA over per-segment blocks) ≡ the padded layout.
+//    Generation: greedy with the KV cache ≡ without it; sampling batched ≡ one by one (rows differing: 0).
 // 2. A Qwen3-style ~0.6B model in bf16, batch 8 × 1024, forward + backward: tokens/s and peak CUDA
 //    memory with SDPA and with the eager path, each in its own process (peak memory is per process).
 // Prints one JSON object per line; exit 1 when a comparison fails.
@@ -114,6 +115,24 @@ async function packedGaps(t) {
   return { loss: Math.abs(padded.loss - packed.loss), grads: Math.max(...padded.grads.map((g, i) => maxAbsDiff(g, packed.grads[i]))) };
 }
 
+// Generation on CUDA (SDPA with a rectangular mask over the cache): rows whose ids differ.
+async function generationGaps(t) {
+  const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const model = await t.createModel('qwen3', config, { init: false, dtype: 'float32', device: 'cuda' });
+  await model.loadSafetensors(FIXTURE);
+  const tokenizer = t.HfTokenizer.fromDir(FIXTURE);
+  const prompts = ['hello world', 'a b c d e f g', 'x'];
+  const differ = (a, b) => a.filter((g, i) => JSON.stringify(g.ids) !== JSON.stringify(b[i].ids)).length;
+  const greedy = { maxNewTokens: 16, temperature: 0 };
+  const cached = await t.generate(model, tokenizer, prompts, greedy);
+  const plain = await t.generate(model, tokenizer, prompts, { ...greedy, useCache: false });
+  const sampled = { maxNewTokens: 16, seed: 3, topP: 0.9, topK: 40 };
+  const batched = await t.generate(model, tokenizer, prompts, sampled);
+  const alone = await t.generate(model, tokenizer, prompts, { ...sampled, batchSize: 1 });
+  model.dispose();
+  return { greedy: differ(cached, plain), sampled: differ(batched, alone) };
+}
+
 const maxAbsDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 const maxAbs = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
@@ -138,6 +157,9 @@ async function compare() {
   const packed = await packedGaps(t);
   report('qwen3 fp32 cuda prefix-shared packed vs padded: loss', packed.loss, 1e-5);
   report('qwen3 fp32 cuda prefix-shared packed vs padded: gradients', packed.grads, 1e-4);
+  const generation = await generationGaps(t);
+  report('qwen3 fp32 cuda generation: greedy with vs without KV cache (rows differing)', generation.greedy, 0);
+  report('qwen3 fp32 cuda generation: sampled batched vs one by one (rows differing)', generation.sampled, 0);
   return failed;
 }
 

@@ -4,6 +4,7 @@ import { packageVersion } from '../native/package-root';
 import { runEval, runExport, runPrecomputeRef, runReport } from './commands';
 import { runConfig } from './config-command';
 import { runDemo } from './demo';
+import { runFrontier } from '../demo/frontier';
 import { runDoctor } from './doctor';
 import { runGenerate } from './generate';
 import { exitWithLauncher } from './launch-link';
@@ -33,12 +34,16 @@ export function buildProgram(run: (code: Promise<number> | number) => void): Com
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: () => {} }); // usage errors are printed once, on one line, by main()
-  program.command('demo').description('train a tiny model to prefer positive reviews and show before/after')
-    .option('--dir <dir>', 'workspace folder', 'torch-dpo-demo')
+  program.command('demo').description('train a tiny model to prefer positive reviews and show before/after; `demo frontier`: the DPO paper\'s reward–KL frontier against best-of-N')
+    .argument('[experiment]', 'frontier: DPO at several β against best-of-N sampling (reward against KL)')
+    .option('--dir <dir>', 'workspace folder (default torch-dpo-demo, or torch-dpo-frontier)')
     .option('--sft-steps <n>', 'steps of the SFT warm-up', positiveInt, 400)
-    .option('--dpo-steps <n>', 'steps of DPO', positiveInt, 40)
+    .option('--dpo-steps <n>', 'steps of DPO (default 40; frontier: 60 per β)', positiveInt)
     .option('--json', 'end with a one-line JSON summary')
-    .action((o) => run(runDemo(o)));
+    .action((experiment: string | undefined, o, cmd: Command) => {
+      if (experiment !== undefined && experiment !== 'frontier') cmd.error(`unknown experiment '${experiment}' (choices: frontier)`, { exitCode: 2, code: 'commander.invalidArgument' });
+      run(experiment === 'frontier' ? runFrontier(o) : runDemo(o));
+    });
   withConfig(program.command('train').description('DPO training from a config file (Ctrl-C finishes the step, saves and exits)'))
     .option('--dry-run', 'load the model and data, print the start summary and plan, and exit without training or touching output_dir')
     .action((o, cmd: Command) => run((needsConfig(cmd, o), runTrain(o))));

@@ -70,3 +70,35 @@ export function writeDemoTask(dir: string): { vocabSize: number; files: { sft: s
     },
   };
 }
+
+/**
+ * The frontier experiment's world (torch-dpo demo frontier): reviews whose three sentiment words are
+ * each positive or negative at random, so a model fitted to them is neutral on average and every
+ * mixture is reachable. The ground-truth reward is the review's sentiment: (positive words − negative
+ * words) / 3, in [−1, 1] (clamped when a malformed sample has more than three).
+ */
+export function sentimentReward(text: string): number {
+  // Decoded text glues punctuation to words ("bad."): words are the runs of letters.
+  const words = text.match(/[a-z]+/g) ?? [];
+  const score = (words.filter((w) => POSITIVE.includes(w)).length - words.filter((w) => NEGATIVE.includes(w)).length) / 3;
+  return Math.max(-1, Math.min(1, score));
+}
+
+/** `count` prompts "review of the <item> :" over the training items (or the held-out ones), in a seeded order. */
+export function reviewPrompts(count: number, seed: number, heldOut = false): string[] {
+  const next = random(seed);
+  const items = heldOut ? HELD_OUT_ITEMS : TRAIN_ITEMS;
+  return Array.from({ length: count }, () => `review of the ${items[Math.floor(next() * items.length)]} :`);
+}
+
+/** The frontier's SFT set: reviews of mixed sentiment, word by word (the "rejected" side is unused by SFT). */
+export function writeMixedSentimentSft(dir: string, count = 1024, seed = 11): string {
+  const next = random(seed);
+  const pick = <T>(list: T[]) => list[Math.floor(next() * list.length)];
+  const word = () => pick(next() < 0.5 ? POSITIVE : NEGATIVE);
+  const sentence = () => ` it was ${pick(ADVERBS)} ${word()} and ${word()} and ${word()} .`;
+  const prompts = reviewPrompts(count, seed + 1);
+  const file = join(dir, 'sft-mixed.jsonl');
+  writeFileSync(file, prompts.map((prompt) => JSON.stringify({ prompt, chosen: sentence(), rejected: sentence() })).join('\n'));
+  return file;
+}

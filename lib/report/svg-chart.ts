@@ -6,6 +6,8 @@ export interface Series {
   points: [number, number][];
   /** Draw a marker at every point (evaluations are few and each one matters). */
   markers: boolean;
+  /** A dashed line (a baseline). */
+  dashed?: boolean;
 }
 
 export interface ChartOptions {
@@ -15,10 +17,17 @@ export interface ChartOptions {
   yRange?: [number, number];
   /** Allow a log y scale when the data is positive and spans more than two decades. */
   logWhenWide?: boolean;
+  /** The x axis: its title (default: optimizer step) and whether its ticks are whole numbers (default true). */
+  xTitle?: string;
+  integerX?: boolean;
+  /** Width and height in pixels (default 460 × 250). */
+  size?: [number, number];
+  /** Only points with x ≤ xMax (a zoom on the start of the x range). */
+  xMax?: number;
 }
 
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-const W = 460, H = 250, L = 64, R = 14, T = 28, B = 44;
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
+const L = 64, R = 14, T = 28, B = 44;
 export const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 /** Round tick values covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` of them. */
@@ -56,8 +65,10 @@ export function tickFormat(ticks: number[]): (v: number) => string {
 
 /** One chart as a <figure> with an inline SVG; '' when no series has a finite point. */
 export function lineChart(series: Series[], options: ChartOptions): string {
-  const lines = series.map((s) => ({ ...s, points: s.points.filter(([, y]) => Number.isFinite(y)) })).filter((s) => s.points.length > 0);
+  const lines = series.map((s) => ({ ...s, points: s.points.filter(([x, y]) => Number.isFinite(y) && x <= (options.xMax ?? Infinity)) })).filter((s) => s.points.length > 0);
   if (lines.length === 0) return '';
+  const [W, H] = options.size ?? [460, 250];
+  const xTitle = options.xTitle ?? 'optimizer step';
   const xs = lines.flatMap((l) => l.points.map((p) => p[0]));
   const ys = lines.flatMap((l) => l.points.map((p) => p[1]));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs) === Math.min(...xs) ? Math.min(...xs) + 1 : Math.max(...xs)];
@@ -67,23 +78,24 @@ export function lineChart(series: Series[], options: ChartOptions): string {
   const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number) => T + (1 - (f(y) - y0) / (y1 - y0)) * (H - T - B);
   const yTicks = log ? Array.from({ length: y1 - y0 + 1 }, (_, i) => 10 ** (y0 + i)) : niceTicks(y0, y1);
-  const xTicks = niceTicks(x0, x1, 6).filter((x) => Number.isInteger(x));
+  const xTicks = niceTicks(x0, x1, 6).filter((x) => options.integerX === false || Number.isInteger(x));
+  const formatX = tickFormat(xTicks);
   // A log axis spans decades: each label in the notation that suits it.
   const formatTick = log ? (v: number) => tickFormat([v])(v) : tickFormat(yTicks);
   const grid = [
     ...yTicks.map((v) => `<line x1="${L}" x2="${W - R}" y1="${sy(v).toFixed(1)}" y2="${sy(v).toFixed(1)}" class="grid"/><text x="${L - 6}" y="${(sy(v) + 3.5).toFixed(1)}" text-anchor="end">${formatTick(v)}</text>`),
-    ...xTicks.map((x) => `<line x1="${sx(x).toFixed(1)}" x2="${sx(x).toFixed(1)}" y1="${T}" y2="${H - B}" class="grid"/><text x="${sx(x).toFixed(1)}" y="${H - B + 15}" text-anchor="middle">${x}</text>`),
+    ...xTicks.map((x) => `<line x1="${sx(x).toFixed(1)}" x2="${sx(x).toFixed(1)}" y1="${T}" y2="${H - B}" class="grid"/><text x="${sx(x).toFixed(1)}" y="${H - B + 15}" text-anchor="middle">${formatX(x)}</text>`),
   ].join('');
   const drawn = lines.map((l, i) => {
     const color = COLORS[i % COLORS.length];
-    const path = l.points.length > 1 ? `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${l.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>` : '';
-    const dots = l.markers || l.points.length === 1 ? l.points.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.2" fill="${color}"><title>${escapeHtml(l.name)} at step ${x}: ${y}</title></circle>`).join('') : '';
+    const path = l.points.length > 1 ? `<polyline fill="none" stroke="${color}" stroke-width="1.8"${l.dashed ? ' stroke-dasharray="6 4"' : ''} points="${l.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ')}"/>` : '';
+    const dots = l.markers || l.points.length === 1 ? l.points.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.2" fill="${color}"><title>${escapeHtml(l.name)} at ${escapeHtml(xTitle)} ${x}: ${y}</title></circle>`).join('') : '';
     return path + dots;
   }).join('');
-  const legend = lines.map((l, i) => `<tspan fill="${COLORS[i % COLORS.length]}" dx="${i ? 14 : 0}">${l.markers ? '●' : '━'} ${escapeHtml(l.name)}</tspan>`).join('');
+  const legend = lines.map((l, i) => `<tspan fill="${COLORS[i % COLORS.length]}" dx="${i ? 14 : 0}">${l.markers ? '●' : l.dashed ? '╍' : '━'} ${escapeHtml(l.name)}</tspan>`).join('');
   return `<figure><figcaption>${escapeHtml(options.title)}${log ? ' <small>(log scale)</small>' : ''}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(options.title)}">
 <g class="ticks">${grid}</g><rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" class="frame"/>
 ${drawn}<text x="${L}" y="${T - 10}" class="legend">${legend}</text>
-<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle" class="axis">optimizer step</text>
+<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle" class="axis">${escapeHtml(xTitle)}</text>
 <text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" class="axis">${escapeHtml(options.yTitle)}</text></svg></figure>`;
 }
