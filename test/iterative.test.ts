@@ -101,6 +101,16 @@ describe('iterative DPO', () => {
     expect(resumed.final).toEqual({ ...JSON.parse(readFileSync(join(straight, 'iterative.json'), 'utf8')).final, policy: join(stopped, 'round-0', 'final') });
   });
 
+  it('under LoRA each round continues the previous adapter and the reference stays the model with adapters off', async () => {
+    const out = tmp();
+    const result = await DPOTrainer.trainIterative({ ...base(out), use_peft: true, lora_r: 4, learning_rate: 2e-2 }, { prompts: PROMPTS, judge: distinctWords, rounds: 2, samplesPerPrompt: 3 });
+    expect(result.rounds[1].policy).toBe(`${TINY_GPT2} + adapter ${join(out, 'round-0', 'final')}`);
+    expect(existsSync(join(out, 'round-1', 'final', 'adapter_model.safetensors'))).toBe(true);
+    // Round 0 starts with adapters equal to the base (lora_B = 0): ln 2; round 1 starts from trained adapters against the base: not.
+    expect(Math.abs(lossRows(join(out, 'round-0'))[0].loss - Math.LN2)).toBeLessThan(1e-6);
+    expect(Math.abs(lossRows(join(out, 'round-1'))[0].loss - Math.LN2)).toBeGreaterThan(1e-4);
+  });
+
   it('CLI: torch-dpo train with judge: ./judge.js in the config runs the rounds', () => {
     const dir = tmp();
     writeFileSync(join(dir, 'judge.js'), "module.exports = (prompt, completions) => completions.map((c) => new Set(c.split(' ')).size);\n");
