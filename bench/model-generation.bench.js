@@ -1,7 +1,7 @@
 'use strict';
 // Part of `npm run bench:model`: generation tokens/s with the KV cache and without it (every new
 // token re-runs the whole sequence, as a traced export must), greedy, 32 prompts of 32 tokens × 64
-// new tokens, for a GPT-2 (~19M parameters) and a Llama-like model with grouped-query attention.
+// new tokens, for a GPT-2 and a Llama-like model with grouped-query attention (random weights).
 const path = require('node:path');
 
 const MODELS = [
@@ -11,14 +11,15 @@ const MODELS = [
 const PROMPTS = 32, PROMPT_TOKENS = 32, NEW_TOKENS = 64;
 
 async function main() {
-  const { createModel, generate, HfTokenizer, numThreads } = require('../dist');
+  const { createModel, generate, HfTokenizer, numThreads, scope } = require('../dist');
   // A word-level tokenizer (64 words) is enough: the prompts are 32 of its words.
   const tokenizer = HfTokenizer.fromDir(path.join(__dirname, '..', 'test', 'fixtures', 'tiny-gpt2'));
   const prompts = Array.from({ length: PROMPTS }, (_, i) => Array.from({ length: PROMPT_TOKENS }, (_, t) => `w${(i * 7 + t * 3) % 60}`).join(' '));
   console.log(`\ngeneration: ${PROMPTS} prompts × ${PROMPT_TOKENS} tokens, up to ${NEW_TOKENS} new tokens each, greedy, fp32, ${numThreads()} threads (random weights; tokens counted as generated)`);
-  console.log('| model | KV cache | new tokens | time | tokens/s | speed-up |\n|---|---|---|---|---|---|');
+  console.log('| model | parameters | KV cache | new tokens | time | tokens/s | speed-up |\n|---|---|---|---|---|---|---|');
   for (const [name, architecture, config] of MODELS) {
     const model = await createModel(architecture, config);
+    const parameters = `${(await scope(async () => (await model.parameters()).reduce((n, p) => n + p.numel, 0)) / 1e6).toFixed(1)}M`;
     let withCache = 0;
     for (const useCache of [true, false]) {
       const options = { maxNewTokens: NEW_TOKENS, temperature: 0, useCache, batchSize: PROMPTS };
@@ -29,7 +30,7 @@ async function main() {
       const tokens = out.reduce((s, g) => s + g.ids.length, 0);
       const rate = tokens / seconds;
       if (useCache) withCache = rate;
-      console.log(`| ${name} | ${useCache ? 'yes' : 'no'} | ${tokens} | ${seconds.toFixed(1)} s | ${rate.toFixed(0)} | ${useCache ? '' : `${(withCache / rate).toFixed(1)}× with cache`} |`);
+      console.log(`| ${name} | ${parameters} | ${useCache ? 'yes' : 'no'} | ${tokens} | ${seconds.toFixed(1)} s | ${rate.toFixed(0)} | ${useCache ? '' : `${(withCache / rate).toFixed(1)}× with cache`} |`);
     }
     model.dispose();
   }

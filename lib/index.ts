@@ -47,3 +47,5 @@ export { sampleTokens, type SamplingSettings } from './ops/sample-tokens';
 export { trainIterative, type IterativeConfigInput, type IterativeRunOptions, type IterativeResult, type RoundSummary } from './iterative/iterative-dpo';
 export { JudgeError, loadJudge, type Judge } from './iterative/judge';
 export { iterativeOptionsSchema, type IterativeOptions } from './iterative/iterative-options';
+export { runFrontier, type FrontierOptions } from './demo/frontier';
+export { dominance, bestOfNAt, type FrontierResult, type FrontierPoint, type Dominance } from './report/frontier-report';
