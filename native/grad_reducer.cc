@@ -20,6 +20,16 @@ constexpr napi_type_tag kReducerTag = {0x2c7d9e1f3a4b5c6dULL, 0x9e8f7a6b5c4d3e2f
 
 struct ReducerState {
   std::shared_ptr<GroupState> group;
+  // ZeRO-2: each bucket's gradients are reduce-scattered as soon as they are final, in every
+  // backward; the parameters' gradients are released at once and this rank's slice of the sum over
+  // ranks accumulates in `slices` (one per bucket, zero-padded to a multiple of the world size).
+  bool shard = false;
+  std::vector<int64_t> chunks;
+  std::vector<at::Tensor> slices;
+  std::vector<at::Tensor> outs;
+  size_t folded = 0;
+  // Parameters that had a gradient in some backward since takeSeen() (AdamW skips those without).
+  std::vector<bool> seen;
   // Parameters in reverse registration order (the order backward finalises their gradients), and
   // buckets of indices into them; bucket k is launched only after buckets < k, so every rank issues
   // the collectives in one order.
@@ -44,6 +54,42 @@ struct ReducerState {
     for (size_t b = 0; b < buckets.size(); ++b) pending[b] = buckets[b].size();
     works.assign(buckets.size(), WorkPtr());
     launched = 0;
+    folded = 0;
+  }
+
+  // ZeRO-2, under mutex: the bucket's gradients into a fresh padded buffer (the parameters' own
+  // gradients released right away), then the reduce-scatter of its sum over ranks, not waited for.
+  void LaunchShard(size_t b) {
+    const int64_t chunk = chunks[b];
+    flats[b] = at::zeros({chunk * group->size}, slices[b].options());
+    int64_t offset = 0;
+    for (size_t i : buckets[b]) {
+      at::Tensor& grad = params[i].mutable_grad();
+      if (grad.defined()) flats[b].narrow(0, offset, params[i].numel()).copy_(grad.reshape({-1}));
+      if (grad.defined()) seen[i] = true;
+      grad.reset();
+      offset += params[i].numel();
+    }
+#ifdef TORCH_DPO_WITH_NCCL
+    if (group->UsesNccl(flats[b].device())) {
+      outs[b] = at::empty({chunk}, slices[b].options());
+      works[b] = group->nccl->_reduce_scatter_base(outs[b], flats[b]);
+      return;
+    }
+#endif
+    // Gloo in libtorch 1.13 has no reduce_scatter: the sum of the whole buffer, of which this rank keeps its slice.
+    std::vector<at::Tensor> tensors{flats[b]};
+    works[b] = group->gloo->allreduce(tensors);
+  }
+
+  // ZeRO-2, under mutex: waits for bucket b, adds this rank's part of the sum into its slice and
+  // frees the buffers.
+  void Fold(size_t b) {
+    works[b]->wait();
+    if (outs[b].defined()) slices[b].add_(outs[b]);
+    else slices[b].add_(flats[b].narrow(0, group->rank * chunks[b], chunks[b]));
+    flats[b] = at::Tensor();
+    outs[b] = at::Tensor();
   }
 
   // Under mutex. Copies the bucket's gradients (zeros where a parameter has none) into its own
@@ -71,7 +117,12 @@ struct ReducerState {
     if (ready[index]) return;
     ready[index] = true;
     --pending[bucketOf[index]];
-    while (launched < buckets.size() && pending[launched] == 0) Launch(launched++);
+    while (launched < buckets.size() && pending[launched] == 0) {
+      if (shard) LaunchShard(launched++);
+      else Launch(launched++);
+    }
+    // ZeRO-2 keeps one bucket in flight besides the newest: gradient memory stays a bucket or two.
+    while (shard && folded + 1 < launched) Fold(folded++);
   }
 
   // Launches what backward did not (parameters without gradients), waits for every bucket, and
@@ -80,6 +131,12 @@ struct ReducerState {
     std::lock_guard<std::mutex> lock(mutex);
     armed.store(false);
     launchedInBackward.store(launched);
+    if (shard) {
+      while (launched < buckets.size()) LaunchShard(launched++);
+      while (folded < launched) Fold(folded++);
+      Reset();
+      return;
+    }
     while (launched < buckets.size()) Launch(launched++);
     for (size_t b = 0; b < buckets.size(); ++b) {
       works[b]->wait();
@@ -133,6 +190,39 @@ class ReducerHandle : public Napi::ObjectWrap<ReducerHandle> {
     }, false);
   }
 
+  // slices() → this rank's slice of each bucket's gradient sum (ZeRO-2), the reducer's own tensors.
+  Napi::Value Slices(const Napi::CallbackInfo& info) {
+    std::shared_ptr<ReducerState> state = Checked(info.Env());
+    Napi::Array out = Napi::Array::New(info.Env(), state->slices.size());
+    for (size_t b = 0; b < state->slices.size(); ++b) out.Set(static_cast<uint32_t>(b), TensorHandle::Wrap(info.Env(), state->slices[b]));
+    return out;
+  }
+
+  // layout() → per bucket, the indices (into the array given to gradReducer) of its parameters, in
+  // the order they are laid end to end.
+  Napi::Value Layout(const Napi::CallbackInfo& info) {
+    std::shared_ptr<ReducerState> state = Checked(info.Env());
+    Napi::Array out = Napi::Array::New(info.Env(), state->buckets.size());
+    const size_t n = state->params.size();
+    for (size_t b = 0; b < state->buckets.size(); ++b) {
+      Napi::Array bucket = Napi::Array::New(info.Env(), state->buckets[b].size());
+      for (size_t k = 0; k < state->buckets[b].size(); ++k) bucket.Set(static_cast<uint32_t>(k), static_cast<double>(n - 1 - state->buckets[b][k]));
+      out.Set(static_cast<uint32_t>(b), bucket);
+    }
+    return out;
+  }
+
+  // takeSeen() → per parameter (gradReducer's order), whether it had a gradient since the last call.
+  Napi::Value TakeSeen(const Napi::CallbackInfo& info) {
+    std::shared_ptr<ReducerState> state = Checked(info.Env());
+    std::lock_guard<std::mutex> lock(state->mutex);
+    const size_t n = state->params.size();
+    Napi::Array out = Napi::Array::New(info.Env(), n);
+    for (size_t i = 0; i < n; ++i) out.Set(static_cast<uint32_t>(n - 1 - i), Napi::Boolean::New(info.Env(), state->seen[i]));
+    std::fill(state->seen.begin(), state->seen.end(), false);
+    return out;
+  }
+
   // stats() → { buckets, launchedInBackward } of the last finish().
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     std::shared_ptr<ReducerState> state = Checked(info.Env());
@@ -171,15 +261,19 @@ Napi::Function DefineGradReducerClass(Napi::Env env) {
       ReducerHandle::InstanceMethod<&ReducerHandle::Arm>("arm"),
       ReducerHandle::InstanceMethod<&ReducerHandle::Finish>("finish"),
       ReducerHandle::InstanceMethod<&ReducerHandle::Stats>("stats"),
+      ReducerHandle::InstanceMethod<&ReducerHandle::Slices>("slices"),
+      ReducerHandle::InstanceMethod<&ReducerHandle::Layout>("layout"),
+      ReducerHandle::InstanceMethod<&ReducerHandle::TakeSeen>("takeSeen"),
       ReducerHandle::InstanceMethod<&ReducerHandle::Dispose>("dispose"),
   });
 }
 
-Napi::Value CreateGradReducer(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& value) {
+Napi::Value CreateGradReducer(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& value, bool shard) {
   if (!value.IsArray() || value.As<Napi::Array>().Length() == 0) throw Napi::TypeError::New(env, "gradReducer(params): expected a non-empty array of parameters");
   Napi::Array array = value.As<Napi::Array>();
   auto state = std::make_shared<ReducerState>();
   state->group = std::move(group);
+  state->shard = shard;
   for (uint32_t i = array.Length(); i-- > 0;) {
     at::Tensor p = TensorHandle::FromJs(array.Get(i), "gradReducer: parameter");
     if (!p.requires_grad() || !p.is_leaf()) throw Napi::TypeError::New(env, "gradReducer: every parameter must be a leaf tensor that requires grad");
@@ -196,8 +290,18 @@ Napi::Value CreateGradReducer(Napi::Env env, std::shared_ptr<GroupState> group, 
     }
   }
   state->flats.resize(state->buckets.size());
+  state->outs.resize(state->buckets.size());
+  if (shard) {
+    for (const auto& bucket : state->buckets) {
+      int64_t total = 0;
+      for (size_t i : bucket) total += state->params[i].numel();
+      state->chunks.push_back((total + state->group->size - 1) / state->group->size);
+      state->slices.push_back(at::zeros({state->chunks.back()}, state->params[bucket[0]].options().requires_grad(false)));
+    }
+  }
   state->pending.resize(state->buckets.size());
   state->ready.resize(state->params.size());
+  state->seen.assign(state->params.size(), false);
   state->Reset();
   for (size_t i = 0; i < state->params.size(); ++i) {
     std::shared_ptr<torch::autograd::Node> accumulator = torch::autograd::impl::grad_accumulator(state->params[i]);

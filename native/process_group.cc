@@ -178,9 +178,10 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     });
   }
 
-  // gradReducer(params) → NativeGradReducer: bucket all-reduces overlapped with backward.
+  // gradReducer(params, { shard }?) → NativeGradReducer: bucket all-reduces (or ZeRO-2 reduce-scatters) overlapped with backward.
   Napi::Value GradReducer(const Napi::CallbackInfo& info) {
-    return CreateGradReducer(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    bool shard = info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Get("shard").ToBoolean().Value();
+    return CreateGradReducer(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined(), shard);
   }
 
   Napi::Value Barrier(const Napi::CallbackInfo& info) {

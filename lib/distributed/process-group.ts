@@ -1,5 +1,6 @@
 import { ConfigError, DisposedError } from '../errors';
 import { native, type NativeGradReducer, type NativeProcessGroup } from '../native/binding';
+import { keep } from '../scope';
 import { settle, Tensor } from '../tensor';
 import { BUCKET_BYTES } from './buckets';
 
@@ -101,9 +102,11 @@ export class ProcessGroup {
   /**
    * Averages the gradients of `params` over ranks with the reduction overlapped with backward: arm()
    * before the backward whose gradients are final (the last micro-batch of a step), finish() after.
+   * `shard` (ZeRO-2): arm() before every backward, finish() after each: buckets are reduce-scattered
+   * into slices() (sums over ranks, accumulated) and the parameters' gradients released.
    */
-  gradReducer(params: Tensor[]): GradReducer {
-    return new GradReducer(this.handle.gradReducer(params.map((p) => p.handle)));
+  gradReducer(params: Tensor[], options: { shard?: boolean } = {}): GradReducer {
+    return new GradReducer(this.handle.gradReducer(params.map((p) => p.handle), options));
   }
   barrier(): Promise<void> {
     return settle('barrier', this.handle.barrier());
@@ -140,6 +143,21 @@ export class GradReducer {
   /** Of the last finish(): buckets, and how many of them backward had already launched (the overlap). */
   stats(): { buckets: number; launchedInBackward: number } {
     return this.handle.stats();
+  }
+
+  /** Shard mode: this rank's slice of each bucket's gradient sum (the reducer's tensors; kept, never disposed by scopes). */
+  slices(): Tensor[] {
+    return this.handle.slices().map((h) => keep(new Tensor(h)));
+  }
+
+  /** Per bucket, the indices (into the params given) of its parameters, end to end. */
+  layout(): number[][] {
+    return this.handle.layout();
+  }
+
+  /** Shard mode: per parameter, whether it had a gradient since the last call. */
+  takeSeen(): boolean[] {
+    return this.handle.takeSeen();
   }
 
   dispose(): void {

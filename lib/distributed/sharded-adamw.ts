@@ -8,7 +8,7 @@ import { adamwAttrs, decays, type AdamWOptions } from '../optim/adamw';
 import { optimizerFile } from '../optim/checkpoint-files';
 import type { Optimizer } from '../optim/optimizer';
 import { bucketIndices } from './buckets';
-import type { ProcessGroup } from './process-group';
+import type { GradReducer, ProcessGroup } from './process-group';
 
 /** The part of one parameter this rank owns: elements [start, start + length) of its flat view. */
 interface Piece {
@@ -29,10 +29,13 @@ interface Bucket {
 }
 
 /**
- * ZeRO stage 1 AdamW: every rank keeps the moments of its slice of the parameters only (1/world size
- * of the optimizer state). A step reduce-scatters the gradients (averaged), clips by the global norm,
- * updates the owned slice in place (views of the parameters) and all-gathers the parameters.
- * The arithmetic is AdamW's element by element, so the trajectory equals unsharded data parallel.
+ * ZeRO AdamW: every rank keeps the moments of its slice of the parameters only (1/world size of the
+ * optimizer state). Stage 1: a step reduce-scatters the accumulated gradients (averaged). Stage 2:
+ * the native reducer reduce-scatters each bucket as backward finalises it, in every micro-batch, and
+ * releases the parameters' gradients at once; this rank's slices accumulate the sums, so no full
+ * gradient outlives a bucket. Then: clip by the global norm, update the owned slice in place (views
+ * of the parameters), all-gather the parameters. The arithmetic is AdamW's element by element, so the
+ * trajectory equals unsharded data parallel.
  */
 export class ShardedAdamW implements Optimizer {
   readonly params: NamedTensor[];
@@ -51,15 +54,20 @@ export class ShardedAdamW implements Optimizer {
   private reduced = false;
   private hasGrad: boolean[] = [];
   private stepCount = 0;
+  /** Stage 2: the reducer that reduce-scatters during backward into gradSlices. */
+  private readonly reducer: GradReducer | null;
   lr: number;
   readonly statePerRank = true;
 
-  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup) {
+  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup, readonly zeroStage: 1 | 2 = 1) {
     // The optimizer owns the handles it keeps (released by dispose), whatever scope made them.
     this.params = params.filter((p) => p.tensor.requiresGrad).map((p) => ({ ...p, tensor: keep(p.tensor) }));
     this.lr = options.lr;
     const { rank, size } = group;
-    this.buckets = bucketIndices(this.params.map((p) => p.tensor), group.bucketBytes).map((indices) => {
+    this.reducer = zeroStage === 2 ? group.gradReducer(this.params.map((p) => p.tensor), { shard: true }) : null;
+    // Stage 2 owns slices of the reducer's buckets (laid out in backward order).
+    const layout = this.reducer ? this.reducer.layout() : bucketIndices(this.params.map((p) => p.tensor), group.bucketBytes);
+    this.buckets = layout.map((indices) => {
       const offsets: number[] = [];
       let total = 0;
       for (const i of indices) {
@@ -79,6 +87,7 @@ export class ShardedAdamW implements Optimizer {
     this.pieces = this.buckets.flatMap((b) => b.pieces);
     this.pieceBucket = this.buckets.flatMap((b, i) => b.pieces.map(() => i));
     this.decay = this.pieces.map((piece) => (decays(this.params[piece.param]) ? 1 : 0));
+    if (this.reducer) this.gradSlices = this.reducer.slices();
   }
 
   get steps(): number {
@@ -105,8 +114,15 @@ export class ShardedAdamW implements Optimizer {
     });
   }
 
-  /** Gradients are reduce-scattered after backward, in reduceAndClip. */
-  beforeFinalBackward(): void {}
+  /** Stage 1 reduce-scatters after the step's backwards, in reduceAndClip; stage 2 during each one. */
+  beforeBackward(): void {
+    this.reducer?.arm();
+  }
+
+  /** Stage 2: the buckets backward did not finish, and every bucket's sum folded into this rank's slices. */
+  async afterMicroBatch(): Promise<void> {
+    await this.reducer?.finish();
+  }
 
   reduceAndClip(maxNorm: number | undefined): Promise<number> {
     return this.reduceGradients(maxNorm);
@@ -118,6 +134,7 @@ export class ShardedAdamW implements Optimizer {
 
   /** Releases moments, gradient slices, views and parameter handles (the parameters stay with the model). */
   dispose(): void {
+    this.reducer?.dispose();
     for (const t of [...this.gradViews, ...this.views, ...this.gradSlices, ...this.expAvg, ...this.expAvgSq, ...this.params.map((p) => p.tensor)]) t.dispose();
     this.gradViews = [];
     this.views = [];
@@ -131,16 +148,24 @@ export class ShardedAdamW implements Optimizer {
    * L2 norm when maxNorm is set. Returns the norm before clipping (the same on every rank).
    */
   async reduceGradients(maxNorm?: number): Promise<number> {
-    const grads = await Promise.all(this.params.map((p) => p.tensor.grad()));
-    this.hasGrad = grads.map((g) => g !== null);
-    await noGrad(async () => {
-      for (const [b, bucket] of this.buckets.entries()) {
-        const first = this.params[bucket.params[0]].tensor;
-        this.gradSlices[b] ??= await zeros([bucket.slice], { dtype: first.dtype, device: first.device });
-        const parts = await Promise.all(bucket.params.map(async (i) => grads[i] ?? (await zeros(this.params[i].tensor.shape, { dtype: first.dtype, device: first.device }))));
-        await this.group.reduceScatter(parts, 'avg', this.gradSlices[b]);
-      }
-    });
+    if (this.reducer) {
+      // Stage 2: the slices hold sums over ranks already; their average, as stage 1's reduce gives.
+      this.hasGrad = this.reducer.takeSeen();
+      await noGrad(async () => {
+        for (const slice of this.gradSlices) await slice.mul_(1 / this.group.size);
+      });
+    } else {
+      const grads = await Promise.all(this.params.map((p) => p.tensor.grad()));
+      this.hasGrad = grads.map((g) => g !== null);
+      await noGrad(async () => {
+        for (const [b, bucket] of this.buckets.entries()) {
+          const first = this.params[bucket.params[0]].tensor;
+          this.gradSlices[b] ??= await zeros([bucket.slice], { dtype: first.dtype, device: first.device });
+          const parts = await Promise.all(bucket.params.map(async (i) => grads[i] ?? (await zeros(this.params[i].tensor.shape, { dtype: first.dtype, device: first.device }))));
+          await this.group.reduceScatter(parts, 'avg', this.gradSlices[b]);
+        }
+      });
+    }
     if (this.gradViews.length === 0) {
       for (const [k, piece] of this.pieces.entries()) this.gradViews.push(await this.gradSlices[this.pieceBucket[k]].narrow(0, piece.sliceOffset, piece.length));
     }
@@ -175,10 +200,13 @@ export class ShardedAdamW implements Optimizer {
     this.reduced = false;
   }
 
-  /** Releases every gradient. */
+  /** Releases every gradient (stage 2: zeroes the accumulated slices). */
   async zeroGrad(): Promise<void> {
     this.reduced = false;
     await runFusedOp('zero_grads', this.params.map((p) => p.tensor));
+    if (this.reducer) await noGrad(async () => {
+      for (const slice of this.gradSlices) await slice.zero_();
+    });
   }
 
   private key(kind: string, piece: Piece): string {

@@ -95,7 +95,7 @@ export interface NativeProcessGroup {
   /** The tensors end to end as one flat array padded to a multiple of the world size: every rank receives slice r from rank r. */
   allGatherSlices(tensors: NativeTensor[]): Promise<void>;
   /** Hooks on the parameters' gradient accumulators that all-reduce ~25 MB buckets during backward. */
-  gradReducer(params: NativeTensor[]): NativeGradReducer;
+  gradReducer(params: NativeTensor[], options?: { shard?: boolean }): NativeGradReducer;
   barrier(): Promise<void>;
 }
 
@@ -107,6 +107,12 @@ export interface NativeGradReducer {
   finish(): Promise<void>;
   /** Of the last finish(): buckets, and how many of them backward had already launched. */
   stats(): { buckets: number; launchedInBackward: number };
+  /** Shard mode (ZeRO-2): this rank's slice of each bucket's gradient sum, accumulated over backwards. */
+  slices(): NativeTensor[];
+  /** Per bucket, the indices (into the params given) of its parameters, end to end. */
+  layout(): number[][];
+  /** Shard mode: per parameter, whether it had a gradient since the last call. */
+  takeSeen(): boolean[];
   /** Releases the reducer; its hooks become no-ops. */
   dispose(): void;
 }

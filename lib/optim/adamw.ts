@@ -48,9 +48,13 @@ export class AdamW implements Optimizer {
     this.reducer = group ? group.gradReducer(this.params.map((p) => p.tensor)) : null;
   }
 
-  beforeFinalBackward(): void {
-    this.reducer?.arm();
+  readonly zeroStage = 0;
+
+  beforeBackward(final: boolean): void {
+    if (final) this.reducer?.arm();
   }
+
+  async afterMicroBatch(): Promise<void> {}
 
   async reduceAndClip(maxNorm: number | undefined): Promise<number> {
     await this.reducer?.finish();

@@ -26,7 +26,9 @@ export const optimizerConfigSchema = z
     warmup_ratio: z.number().min(0).max(1).default(0).describe('Warmup as a fraction of the total steps; used when warmup_steps is 0 (transformers v4).'),
     max_grad_norm: z.number().min(0).nullable().default(1.0).describe('Clip gradients to this global L2 norm; 0 or null: no clipping (the norm is still logged).'),
     optimizer_sharding: z.boolean().default(false)
-      .describe('ZeRO stage 1 with several ranks: each keeps AdamW moments for 1/world size of the parameters (output_dir must be shared storage).'),
+      .describe('ZeRO stage 1 with several ranks: each keeps AdamW moments for 1/world size of the parameters (output_dir must be shared storage); the same as zero_stage: 1.'),
+    zero_stage: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(0)
+      .describe("ZeRO stage with several ranks (DeepSpeed's numbering): 1 shards AdamW moments, 2 also gradients (reduce-scattered bucket by bucket during backward, released at once); 3 (parameters sharded) is not available yet."),
   })
   .strict();
 

@@ -8,15 +8,20 @@ import type { OptimizerConfig } from './optimizer-config';
 /**
  * What the training loop asks of an optimizer (torch::optim::Optimizer's role): one interface, so the
  * loop never asks which optimizer it has. AdamW (gradients all-reduced in buckets during backward when
- * several ranks train) and ShardedAdamW (ZeRO-1: gradients reduce-scattered to their owners) implement it.
+ * several ranks train) and ShardedAdamW (ZeRO-1: gradients reduce-scattered to their owners at the
+ * step; ZeRO-2: during every backward, gradients released) implement it.
  */
 export interface Optimizer {
   /** The learning rate of the next step (the scheduler sets it). */
   lr: number;
   /** Optimizer steps taken (AdamW's bias correction counts them). */
   readonly steps: number;
-  /** Called before the backward whose gradients are final (the last micro-batch of a step). */
-  beforeFinalBackward(): void;
+  /** ZeRO stage (DeepSpeed's numbering): 0 = every rank keeps everything; 1 = optimizer state sharded; 2 = gradients too. */
+  readonly zeroStage: number;
+  /** Called before each micro-batch's backward; `final` for the last of a step (its gradients are final). */
+  beforeBackward(final: boolean): void;
+  /** Called after each micro-batch's backward (and the mixed-precision gradient accumulation). */
+  afterMicroBatch(): Promise<void>;
   /**
    * Gradients averaged over ranks, then clipped to maxNorm (none when undefined); returns the global
    * L2 norm before clipping, the same on every rank.
@@ -39,6 +44,12 @@ export interface Optimizer {
 /** The optimizer a config asks for, over these parameters, on this process group (null: one process). */
 export function createOptimizer(parameters: NamedTensor[], config: OptimizerConfig, group: ProcessGroup | null): Optimizer {
   const options = { lr: config.learning_rate, betas: [config.adam_beta1, config.adam_beta2] as [number, number], eps: config.adam_epsilon, weightDecay: config.weight_decay };
-  if (config.optimizer_sharding && group) return new ShardedAdamW(parameters, options, group);
+  const stage = zeroStageOf(config);
+  if (stage > 0 && group) return new ShardedAdamW(parameters, options, group, stage as 1 | 2);
   return new AdamW(parameters, options, group);
+}
+
+/** The ZeRO stage a config asks for: zero_stage, or 1 for optimizer_sharding: true. */
+export function zeroStageOf(config: OptimizerConfig): number {
+  return Math.max(config.zero_stage, config.optimizer_sharding ? 1 : 0);
 }

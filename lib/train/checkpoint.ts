@@ -24,6 +24,8 @@ export interface TorchDpoState {
   worldSize: number;
   /** ZeRO-1: each rank's optimizer moments are in optimizer.rank-<r>.safetensors instead of optimizer.safetensors. */
   optimizerSharding: boolean;
+  /** ZeRO stage (absent in checkpoints before stage 2: optimizerSharding says 0 or 1). */
+  zeroStage?: number;
   /** Training logs and evaluations so far (HF's log_history). */
   logHistory: Record<string, number>[];
   rng: string[];

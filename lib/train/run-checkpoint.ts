@@ -51,7 +51,7 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
 function runState(run: RunParts, progress: RunProgress): Omit<TorchDpoState, 'version' | 'rng'> {
   return {
     step: progress.step, optimizerSteps: run.optimizer.steps, tokensSeen: progress.tokensSeen, nonfiniteSteps: progress.nonfiniteSteps,
-    worldSize: run.parallel?.worldSize ?? 1, optimizerSharding: run.optimizer.statePerRank, logHistory: progress.logHistory, config: run.config as Record<string, unknown>,
+    worldSize: run.parallel?.worldSize ?? 1, optimizerSharding: run.optimizer.statePerRank, zeroStage: run.optimizer.zeroStage, logHistory: progress.logHistory, config: run.config as Record<string, unknown>,
   };
 }
 
@@ -71,8 +71,11 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
   if (state.worldSize !== worldSize) {
     throw new ConfigError(`${path} was written by ${state.worldSize} rank(s); resume it with the same world size (now ${worldSize})`);
   }
-  if (state.optimizerSharding !== run.optimizer.statePerRank) {
-    throw new ConfigError(`${path} was written with optimizer_sharding ${state.optimizerSharding ? 'on' : 'off'}; resume it with the same setting`);
+  const savedStage = state.zeroStage ?? (state.optimizerSharding ? 1 : 0);
+  if (savedStage !== run.optimizer.zeroStage) {
+    // Stage 1 and 2 shard the moments along different bucket layouts: they do not load into each other.
+    const setting = (stage: number) => (stage === 0 ? 'optimizer_sharding off' : stage === 1 ? 'optimizer_sharding on' : `zero_stage ${stage}`);
+    throw new ConfigError(`${path} was written with ${setting(savedStage)}; resume it with the same setting (now ${setting(run.optimizer.zeroStage)})`);
   }
   await run.policy.loadTrained(path); // the checkpoint folder: weights (one file, or shards with their index) or the adapter
   await run.mixed?.refresh(); // the bf16 working copy follows the restored fp32 masters

@@ -299,13 +299,14 @@ export class DPOTrainer extends EventEmitter {
     for (let k = 0; k < micro.length; k += 1) {
       const indices = micro[k];
       // Gradients are final in the last micro-batch's backward: the optimizer may start reducing them as it runs.
-      if (k === micro.length - 1) this.run.optimizer.beforeFinalBackward();
+      this.run.optimizer.beforeBackward(k === micro.length - 1);
       // Submit this micro-batch's forward, then build the next batch while the device works.
       const pending = microStep(this.compute, batchReference(this.reference, 'train', indices), batch, this.loss, indices.length / pairsInStep, c.use_fused_linear);
       const next = k + 1 < micro.length ? collateAt(k + 1) : null;
       try {
         results.push(await pending);
         await this.run.mixed?.accumulateGrads();
+        await this.run.optimizer.afterMicroBatch();
       } catch (err) {
         if (next) disposeBatch(next);
         throw err;
