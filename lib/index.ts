@@ -39,6 +39,7 @@ export { optimizerConfigSchema, type OptimizerConfig } from './optim/optimizer-c
 export { scheduleFactor, warmupSteps, type SchedulerType } from './optim/schedulers';
 export { ProcessGroup, distributedEnv, type DistributedEnv } from './distributed/process-group';
 export { ShardedAdamW } from './distributed/sharded-adamw';
+export { ShardedUnits } from './distributed/sharded-units';
 export { generate, type Generation } from './generation/generate';
 export { generationOptionsSchema, type GenerationOptions, type GenerationOptionsInput } from './generation/generation-options';
 export { completionLogps, type PromptAndCompletion } from './generation/completion-logps';

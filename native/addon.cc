@@ -9,6 +9,7 @@
 #include "ops.h"
 #include "grad_reducer.h"
 #include "process_group.h"
+#include "sharded_units.h"
 #include "runtime.h"
 #include "script_module.h"
 #include "tensor_handle.h"
@@ -30,6 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function groupClass = DefineProcessGroupClass(env);
   AddonState::Of(env).processGroupConstructor = Napi::Persistent(groupClass);
   AddonState::Of(env).gradReducerConstructor = Napi::Persistent(DefineGradReducerClass(env));
+  AddonState::Of(env).shardedUnitsConstructor = Napi::Persistent(DefineShardedUnitsClass(env));
   exports.Set("NativeProcessGroup", groupClass);
   exports.Set("createProcessGroup", Napi::Function::New<CreateProcessGroup>(env, "createProcessGroup"));
   exports.Set("fromData", Napi::Function::New<TensorFromHostData>(env, "fromData"));

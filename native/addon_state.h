@@ -28,6 +28,7 @@ class AddonState {
   Napi::FunctionReference moduleConstructor;
   Napi::FunctionReference processGroupConstructor;
   Napi::FunctionReference gradReducerConstructor;
+  Napi::FunctionReference shardedUnitsConstructor;
 
  private:
   std::map<std::string, std::unique_ptr<DeviceWorker>> workers_;

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "sharded_units.h"
+
 namespace torch_dpo {
 
 namespace {
@@ -48,18 +50,38 @@ at::Tensor Call(const torch::jit::Module& module, const std::string& method, con
   return out.toTensor();
 }
 
+// A UnitCall carried in the autograd context (saved_data holds IValues).
+struct UnitCapsule : torch::CustomClassHolder {
+  explicit UnitCapsule(UnitCall call) : call(std::move(call)) {}
+  UnitCall call;
+};
+
+const UnitCall* UnitOf(AutogradContext* ctx) {
+  auto it = ctx->saved_data.find("zero");
+  if (it == ctx->saved_data.end()) return nullptr;
+  return &static_cast<UnitCapsule*>(it->second.toCapsule().get())->call;
+}
+
 struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
   // `anchor`: a trainable parameter of the layer, passed only when no input requires grad (LoRA's
   // frozen embeddings feed the first layer), so that the output still gets a grad_fn.
-  static variable_list forward(AutogradContext* ctx, c10::IValue module, std::string method, at::TensorList inputs, at::TensorList anchor) {
+  static variable_list forward(AutogradContext* ctx, c10::IValue module, std::string method, at::TensorList inputs, at::TensorList anchor, c10::IValue zero) {
     std::vector<at::Tensor> in(inputs.begin(), inputs.end());
     auto generators = GeneratorsFor(in);
     ctx->saved_data["module"] = module;
     ctx->saved_data["method"] = method;
     ctx->saved_data["rng"] = c10::List<at::Tensor>(StatesOf(generators));
+    if (!zero.isNone()) ctx->saved_data["zero"] = zero;
     ctx->save_for_backward(in);
+    const UnitCall* unit = UnitOf(ctx);
+    if (unit) {
+      unit->units->Gather(static_cast<size_t>(unit->unit));
+      if (unit->next >= 0) unit->units->Prefetch(static_cast<size_t>(unit->next));
+    }
     // apply() runs this with gradients off: nothing inside the layer is kept for backward.
-    return {Call(torch::jit::Module(module.toObject()), method, in)};
+    at::Tensor out = Call(torch::jit::Module(module.toObject()), method, in);
+    if (unit) unit->units->Free(static_cast<size_t>(unit->unit));
+    return {out};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -74,6 +96,11 @@ struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
       if (d.is_floating_point() && t.requires_grad()) d.requires_grad_(true);
       detached.push_back(d);
     }
+    const UnitCall* unit = UnitOf(ctx);
+    if (unit) {
+      unit->units->Gather(static_cast<size_t>(unit->unit));
+      if (unit->previous >= 0) unit->units->Prefetch(static_cast<size_t>(unit->previous));
+    }
     // Re-run with the first run's RNG states, then put the current states back.
     auto generators = GeneratorsFor(detached);
     const auto now = StatesOf(generators);
@@ -86,9 +113,14 @@ struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
     Restore(generators, now);
     // Parameters' gradients accumulate as in a plain backward (reducer hooks fire as usual).
     torch::autograd::backward({out}, {grads[0]});
+    if (unit) {
+      unit->units->ReduceGrads(static_cast<size_t>(unit->unit));
+      unit->units->Free(static_cast<size_t>(unit->unit));
+    }
     variable_list result{at::Tensor(), at::Tensor()};  // module, method
     for (const auto& d : detached) result.push_back(d.requires_grad() ? d.grad() : at::Tensor());
-    // The anchor's gradient (if any) accumulated in the re-run's backward above.
+    // The anchor's gradient (if any) accumulated in the re-run's backward above; the unit has none.
+    result.push_back(at::Tensor());
     result.push_back(at::Tensor());
     return result;
   }
@@ -109,7 +141,7 @@ torch::jit::Module SubmoduleAt(const torch::jit::Module& root, const std::string
   return module;
 }
 
-at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs) {
+at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs, const UnitCall& zero) {
   torch::jit::Module layer = SubmoduleAt(root, path);
   std::vector<at::Tensor> anchor;
   bool inputNeedsGrad = false;
@@ -122,7 +154,8 @@ at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& p
       }
     }
   }
-  return LayerCheckpoint::apply(c10::IValue(layer._ivalue()), method, at::TensorList(inputs), at::TensorList(anchor))[0];
+  c10::IValue unit = zero.units ? c10::IValue::make_capsule(c10::make_intrusive<UnitCapsule>(zero)) : c10::IValue();
+  return LayerCheckpoint::apply(c10::IValue(layer._ivalue()), method, at::TensorList(inputs), at::TensorList(anchor), unit)[0];
 }
 
 }  // namespace torch_dpo

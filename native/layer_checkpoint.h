@@ -5,6 +5,7 @@
 
 #include <torch/script.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,20 @@ namespace torch_dpo {
 // The submodule at a dotted path ("model.layers.3"); throws std::invalid_argument naming the path.
 torch::jit::Module SubmoduleAt(const torch::jit::Module& root, const std::string& path);
 
+class ShardedUnits;
+
+// ZeRO-3: the layer's parameters are unit `unit` of `units`: gathered around the forward and around
+// the re-run in backward (its gradients reduce-scattered after), freed after each; `next` (forward)
+// and `previous` (backward) are prefetched (−1: none).
+struct UnitCall {
+  std::shared_ptr<ShardedUnits> units;
+  int64_t unit = -1;
+  int64_t next = -1;
+  int64_t previous = -1;
+};
+
 // module.<path>.<method>(inputs) → its tensor output, checkpointed. `path` is a dotted submodule
 // path ("model.layers.3"); inputs are tensors (float ones get gradients).
-at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs);
+at::Tensor CheckpointedCall(const torch::jit::Module& root, const std::string& path, const std::string& method, const std::vector<at::Tensor>& inputs, const UnitCall& zero = {});
 
 }  // namespace torch_dpo

@@ -9,6 +9,7 @@
 #include "addon_state.h"
 #include "errors.h"
 #include "grad_reducer.h"
+#include "sharded_units.h"
 #include "group_state.h"
 #include "tensor_handle.h"
 
@@ -184,6 +185,11 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
     return CreateGradReducer(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined(), shard);
   }
 
+  // shardUnits(units) → Promise<NativeShardedUnits>: ZeRO-3 units of parameters, sharded at rest.
+  Napi::Value ShardUnits(const Napi::CallbackInfo& info) {
+    return CreateShardedUnits(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined());
+  }
+
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     return Run(info.Env(), c10::Device(c10::kCPU), [](GroupState& g) {
       g.gloo->barrier()->wait();
@@ -256,6 +262,7 @@ Napi::Function DefineProcessGroupClass(Napi::Env env) {
       GroupHandle::InstanceMethod<&GroupHandle::AllGather>("allGather"),
       GroupHandle::InstanceMethod<&GroupHandle::ReduceScatter>("reduceScatter"),
       GroupHandle::InstanceMethod<&GroupHandle::AllGatherSlices>("allGatherSlices"),
+      GroupHandle::InstanceMethod<&GroupHandle::ShardUnits>("shardUnits"),
       GroupHandle::InstanceMethod<&GroupHandle::GradReducer>("gradReducer"),
       GroupHandle::InstanceMethod<&GroupHandle::Barrier>("barrier"),
   });

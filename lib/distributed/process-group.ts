@@ -3,6 +3,7 @@ import { native, type NativeGradReducer, type NativeProcessGroup } from '../nati
 import { keep } from '../scope';
 import { settle, Tensor } from '../tensor';
 import { BUCKET_BYTES } from './buckets';
+import { ShardedUnits } from './sharded-units';
 
 /** Where this process sits in a torchrun-style launch. */
 export interface DistributedEnv {
@@ -107,6 +108,10 @@ export class ProcessGroup {
    */
   gradReducer(params: Tensor[], options: { shard?: boolean } = {}): GradReducer {
     return new GradReducer(this.handle.gradReducer(params.map((p) => p.handle), options));
+  }
+  /** ZeRO-3: shards the parameters of each unit at rest (every rank passes the same units, same values). */
+  async shardUnits(units: Tensor[][]): Promise<ShardedUnits> {
+    return new ShardedUnits(await settle('shardUnits', this.handle.shardUnits(units.map((u) => u.map((p) => p.handle)))));
   }
   barrier(): Promise<void> {
     return settle('barrier', this.handle.barrier());

@@ -13,6 +13,7 @@ import { isAdapterParameter, type AdapterInfo, type LoraOptions } from './lora';
 import { ADAPTER_CONFIG, hasAdapterFiles, loadAdapterWeights, mergedView, writeAdapterFiles } from './peft-files';
 import { disposeSymbol } from '../dispose-symbols';
 import type { PackedTensors } from '../data/collate';
+import type { ShardedUnits } from '../distributed/sharded-units';
 
 export interface ModelInfo {
   source: 'torchscript' | 'builtin';
@@ -40,6 +41,8 @@ export class CausalLM {
   #checkpointing = false;
   /** The mode train()/eval() last set (built modules start in training mode). */
   #training = true;
+  /** ZeRO-3: the layers' parameters, sharded at rest (setShardedLayers). */
+  #layerUnits: ShardedUnits | null = null;
 
   constructor(
     readonly module: ScriptModule,
@@ -85,8 +88,17 @@ export class CausalLM {
 
   get gradientCheckpointing(): boolean { return this.#checkpointing; }
 
+  /**
+   * ZeRO-3: the layers' parameters are the units of `units` (unit i = layer i), sharded at rest; every
+   * forward then runs layer by layer, each layer checkpointed and gathered only while it computes.
+   */
+  setShardedLayers(units: ShardedUnits): void {
+    if (!this.info.layers) throw new ConfigError(`zero_stage 3: ${this.info.path ?? this.info.architecture} is a traced TorchScript export, which cannot be split into layers; load the folder's safetensors into a built-in architecture (delete model.pt)`);
+    this.#layerUnits = units;
+  }
+
   private checkpointsLayers(): boolean {
-    return this.#checkpointing && isGradEnabled();
+    return this.#layerUnits !== null || (this.#checkpointing && isGradEnabled());
   }
 
   /** `prepare` (prepare_layers or prepare_packed_layers), each layer checkpointed, finish_layers. */
@@ -94,7 +106,11 @@ export class CausalLM {
     const { prefix, count } = this.info.layers!;
     const [first, ...rest] = (await this.module.run(prepare, inputs)) as Tensor[];
     let x = first;
-    for (let i = 0; i < count; i += 1) x = await this.module.runCheckpointed(`${prefix}.${i}`, 'forward', [x, ...rest]);
+    const units = this.#layerUnits;
+    for (let i = 0; i < count; i += 1) {
+      const zero = units ? { units, unit: i, next: i + 1 < count ? i + 1 : -1, previous: i - 1 } : undefined;
+      x = await this.module.runCheckpointed(`${prefix}.${i}`, 'forward', [x, ...rest], zero);
+    }
     return (await this.module.run('finish_layers', [x])) as Tensor;
   }
 

@@ -3,10 +3,22 @@ import { isGradEnabled } from '../grad-mode';
 import { native, type DType, type NativeModule, type NativeModuleValue } from '../native/binding';
 import { settle, Tensor } from '../tensor';
 import { disposeSymbol } from '../dispose-symbols';
+import type { ShardedUnits } from '../distributed/sharded-units';
 
 export type ModuleValue = Tensor | number | boolean | string | null | ModuleValue[] | { [key: string]: ModuleValue };
 /** A method argument; an array of tensors is a TorchScript List[Tensor]. */
 export type ModuleInput = Tensor | Tensor[] | number | boolean | null;
+
+/**
+ * ZeRO-3: the called layer is unit `unit` of `units` — gathered around its forward and its re-run in
+ * backward, its gradients reduce-scattered, freed after each; `next` / `previous` are prefetched.
+ */
+export interface ZeroUnitCall {
+  units: ShardedUnits;
+  unit: number;
+  next?: number;
+  previous?: number;
+}
 
 export interface NamedTensor {
   name: string;
@@ -72,8 +84,9 @@ export class ScriptModule {
    * forward keeps only the inputs; backward re-runs the call with the same RNG states (dropout
    * matches) and backpropagates through it. Returns the call's one tensor.
    */
-  async runCheckpointed(path: string, method: string, inputs: Tensor[]): Promise<Tensor> {
-    return wrapValue(await settle(`${path}.${method}() (checkpointed)`, this.handle.runCheckpointed(path, method, inputs.map((x) => x.handle)))) as Tensor;
+  async runCheckpointed(path: string, method: string, inputs: Tensor[], zero?: ZeroUnitCall): Promise<Tensor> {
+    const unit = zero ? { units: zero.units.handle, unit: zero.unit, next: zero.next ?? -1, previous: zero.previous ?? -1 } : undefined;
+    return wrapValue(await settle(`${path}.${method}() (checkpointed)`, this.handle.runCheckpointed(path, method, inputs.map((x) => x.handle), unit))) as Tensor;
   }
 
   describe() { return settle('describe', this.handle.describe()); }

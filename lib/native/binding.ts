@@ -52,7 +52,7 @@ export interface NativeModule {
   dispose(): void;
   run(method: string, inputs: NativeModuleInput[], gradEnabled: boolean): Promise<NativeModuleValue>;
   /** Submodule `path` (dotted)'s method on tensors, activation-checkpointed: only the inputs are kept; backward re-runs it. */
-  runCheckpointed(path: string, method: string, inputs: NativeTensor[]): Promise<NativeModuleValue>;
+  runCheckpointed(path: string, method: string, inputs: NativeTensor[], zero?: { units: NativeShardedUnits; unit: number; next?: number; previous?: number }): Promise<NativeModuleValue>;
   describe(): Promise<NativeModuleDescription>;
   namedParameters(): Promise<NativeNamedTensor[]>;
   namedBuffers(): Promise<NativeNamedTensor[]>;
@@ -96,6 +96,8 @@ export interface NativeProcessGroup {
   allGatherSlices(tensors: NativeTensor[]): Promise<void>;
   /** Hooks on the parameters' gradient accumulators that all-reduce ~25 MB buckets during backward. */
   gradReducer(params: NativeTensor[], options?: { shard?: boolean }): NativeGradReducer;
+  /** ZeRO-3: the parameters, in units, sharded at rest (each rank keeps its slice of each unit). */
+  shardUnits(units: NativeTensor[][]): Promise<NativeShardedUnits>;
   barrier(): Promise<void>;
 }
 
@@ -114,6 +116,21 @@ export interface NativeGradReducer {
   /** Shard mode: per parameter, whether it had a gradient since the last call. */
   takeSeen(): boolean[];
   /** Releases the reducer; its hooks become no-ops. */
+  dispose(): void;
+}
+
+/** ZeRO-3 units of parameters, sharded at rest (native/sharded_units.h). */
+export interface NativeShardedUnits {
+  /** All-gathers unit u into its parameters (and starts gathering `prefetch`). */
+  gather(u: number, prefetch?: number): Promise<void>;
+  /** Empties unit u's parameters: only this rank's slice remains. */
+  free(u: number): Promise<void>;
+  /** Reduce-scatters unit u's gradients into its gradient slice (summed over ranks) and releases them. */
+  reduceGrads(u: number): Promise<void>;
+  /** This rank's slice of each unit's values. */
+  shards(): NativeTensor[];
+  /** This rank's slice of each unit's gradient sum (null for a frozen unit). */
+  gradShards(): (NativeTensor | null)[];
   dispose(): void;
 }
 
