@@ -1,7 +1,7 @@
 'use strict';
 // `npm run bench:dist`: gradient all-reduce bandwidth over loopback (Gloo, 2 ranks, 25 MB buckets)
 // and DPO step throughput of the built-in GPT-2 with 1 and 2 ranks (with and without optimizer
-// sharding, ZeRO-1 and ZeRO-2), each rank on 1 thread, beside two independent runs at once as this machine's ceiling.
+// sharding, ZeRO-1, 2 and 3), each rank on 1 thread, beside two independent runs at once as this machine's ceiling.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -101,6 +101,7 @@ async function twoAlone(dir) {
   const two = await steps(2, dir);
   const sharded = await steps(2, dir, '--set', 'optimizer_sharding=true');
   const stage2 = await steps(2, dir, '--set', 'zero_stage=2');
+  const stage3 = await steps(2, dir, '--set', 'zero_stage=3');
   const alone = await twoAlone(dir);
   const mb = (collective.bytes / 1e6).toFixed(1);
   console.log('\ndist: Gloo over loopback, 2 ranks × 1 thread; GPT-2 (3.2M params), 4 pairs per rank, steps 3-8');
@@ -112,6 +113,7 @@ async function twoAlone(dir) {
   console.log(`| 2 ranks: step, tokens/s (both ranks), optimizer state per rank | ${two.stepSeconds.toFixed(3)} s, ${Math.round(two.tokensPerSecond)} (${(two.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× one rank), ${two.optimizerMB.toFixed(1)} MB |`);
   console.log(`| 2 ranks, optimizer_sharding | ${sharded.stepSeconds.toFixed(3)} s, ${Math.round(sharded.tokensPerSecond)} (${(sharded.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× one rank), ${sharded.optimizerMB.toFixed(1)} MB |`);
   console.log(`| 2 ranks, zero_stage 2 (gradients reduce-scattered during backward) | ${stage2.stepSeconds.toFixed(3)} s, ${Math.round(stage2.tokensPerSecond)} (${(stage2.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× one rank), ${stage2.optimizerMB.toFixed(1)} MB |`);
+  console.log(`| 2 ranks, zero_stage 3 (layers sharded at rest, gathered per layer, checkpointed) | ${stage3.stepSeconds.toFixed(3)} s, ${Math.round(stage3.tokensPerSecond)} (${(stage3.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× one rank), ${stage3.optimizerMB.toFixed(1)} MB |`);
   console.log(`| ceiling: 2 independent 1-rank runs at once (no communication) | ${alone.stepSeconds.toFixed(3)} s, ${Math.round(alone.tokensPerSecond)} together (${(alone.tokensPerSecond / one.tokensPerSecond).toFixed(2)}× one rank) |`);
   fs.rmSync(dir, { recursive: true, force: true });
 })().catch((err) => {

@@ -40,6 +40,7 @@ export { scheduleFactor, warmupSteps, type SchedulerType } from './optim/schedul
 export { ProcessGroup, distributedEnv, type DistributedEnv } from './distributed/process-group';
 export { ShardedAdamW } from './distributed/sharded-adamw';
 export { ShardedUnits } from './distributed/sharded-units';
+export { ZeroLayers } from './distributed/zero-layers';
 export { generate, type Generation } from './generation/generate';
 export { generationOptionsSchema, type GenerationOptions, type GenerationOptionsInput } from './generation/generation-options';
 export { completionLogps, type PromptAndCompletion } from './generation/completion-logps';

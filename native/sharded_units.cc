@@ -117,6 +117,14 @@ void ShardedUnits::ReduceGrads(size_t u) {
   unit.gradShard.add_(flat.narrow(0, group_->rank * unit.chunk, unit.chunk));
 }
 
+void ShardedUnits::Commit(size_t u) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Unit& unit = units_.at(u);
+  if (!unit.gathered) throw std::invalid_argument("commit: unit " + std::to_string(u) + " is not gathered");
+  at::NoGradGuard noGrad;
+  unit.shard.copy_(unit.buffer.narrow(0, group_->rank * unit.chunk, unit.chunk));
+}
+
 namespace {
 
 constexpr napi_type_tag kUnitsTag = {0x6a1e2f3c4b5d6e7fULL, 0x1b2c3d4e5f6a7b8cULL};
@@ -150,6 +158,10 @@ class UnitsHandle : public Napi::ObjectWrap<UnitsHandle> {
   Napi::Value ReduceGrads(const Napi::CallbackInfo& info) {
     const size_t u = Index(info, 0);
     return Submit(info, [u](ShardedUnits& units) { units.ReduceGrads(u); });
+  }
+  Napi::Value Commit(const Napi::CallbackInfo& info) {
+    const size_t u = Index(info, 0);
+    return Submit(info, [u](ShardedUnits& units) { units.Commit(u); });
   }
 
   // shards() / gradShards() → this rank's value and gradient slices, one per unit (the units' own tensors).
@@ -199,6 +211,7 @@ Napi::Function DefineShardedUnitsClass(Napi::Env env) {
       UnitsHandle::InstanceMethod<&UnitsHandle::Gather>("gather"),
       UnitsHandle::InstanceMethod<&UnitsHandle::Free>("free"),
       UnitsHandle::InstanceMethod<&UnitsHandle::ReduceGrads>("reduceGrads"),
+      UnitsHandle::InstanceMethod<&UnitsHandle::Commit>("commit"),
       UnitsHandle::InstanceMethod<&UnitsHandle::Shards>("shards"),
       UnitsHandle::InstanceMethod<&UnitsHandle::GradShards>("gradShards"),
       UnitsHandle::InstanceMethod<&UnitsHandle::Dispose>("dispose"),

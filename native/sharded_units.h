@@ -29,6 +29,9 @@ class ShardedUnits {
   // Adds this rank's slice of the sum over ranks of unit u's gradients into its gradient slice; the
   // parameters' gradients are released.
   void ReduceGrads(size_t u);
+  // Unit u is gathered and its parameters were written (a checkpoint loaded into them): this rank's
+  // slice of the new values becomes its shard.
+  void Commit(size_t u);
 
   size_t size() const { return units_.size(); }
   const at::Tensor& shard(size_t u) const { return units_[u].shard; }

@@ -17,9 +17,9 @@ const SCRIPT = `const t = require(${JSON.stringify(join(__dirname, '..', 'dist')
   t.manualSeed(1);
   const sharded = await t.createModel('gpt2', config, { dtype: 'float64' });
   const named = await sharded.namedParameters();
-  const unitParams = [0, 1, 2].map((i) => named.filter((p) => p.name.startsWith('transformer.h.' + i + '.')));
-  const units = await group.shardUnits(unitParams.map((u) => u.map((p) => p.tensor)));
-  sharded.setShardedLayers(units);
+  const zero = await t.ZeroLayers.shard(sharded, group);
+  const units = zero.units;
+  const unitParams = zero.members.map((m) => m.map((x) => named.find((p) => p.name === x.name)));
   const emptyAtRest = unitParams.flat().every((p) => p.tensor.numel === 0);
   t.manualSeed(7);
   const ids = await t.randint(0, 64, [8, 10]);

@@ -1,6 +1,6 @@
 import { DataError, UsageError } from '../errors';
 import { noGrad } from '../grad-mode';
-import { keep } from '../scope';
+import { keep, scope } from '../scope';
 import type { NamedTensor } from '../models/script-module';
 import { runFusedOp, type Tensor } from '../tensor';
 import { zeros } from '../tensor-functions';
@@ -9,6 +9,7 @@ import { optimizerFile } from '../optim/checkpoint-files';
 import type { Optimizer } from '../optim/optimizer';
 import { bucketIndices } from './buckets';
 import type { GradReducer, ProcessGroup } from './process-group';
+import type { ShardedUnits } from './sharded-units';
 
 /** The part of one parameter this rank owns: elements [start, start + length) of its flat view. */
 interface Piece {
@@ -26,6 +27,14 @@ interface Bucket {
   total: number;
   slice: number;
   pieces: Piece[];
+  /** Stage 3: the unit whose shard holds this rank's values. */
+  unit?: number;
+}
+
+/** ZeRO-3: the layers' units and, per unit, its parameters' names, sizes and shapes (in the units' order). */
+export interface UnitLayout {
+  units: ShardedUnits;
+  members: { name: string; numel: number; shape: number[] }[][];
 }
 
 /**
@@ -54,40 +63,57 @@ export class ShardedAdamW implements Optimizer {
   private reduced = false;
   private hasGrad: boolean[] = [];
   private stepCount = 0;
-  /** Stage 2: the reducer that reduce-scatters during backward into gradSlices. */
+  /** Stage 2 and 3: the reducer that reduce-scatters the replicated parameters' gradients during backward into gradSlices. */
   private readonly reducer: GradReducer | null;
+  /** Stage 3: this rank's slice of each unit's values (the updates land there; no all-gather after a step). */
+  private readonly unitShards: Tensor[];
   lr: number;
   readonly statePerRank = true;
 
-  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup, readonly zeroStage: 1 | 2 = 1) {
+  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup, readonly zeroStage: 1 | 2 | 3 = 1, layers: UnitLayout | null = null) {
     // The optimizer owns the handles it keeps (released by dispose), whatever scope made them.
     this.params = params.filter((p) => p.tensor.requiresGrad).map((p) => ({ ...p, tensor: keep(p.tensor) }));
     this.lr = options.lr;
     const { rank, size } = group;
-    this.reducer = zeroStage === 2 ? group.gradReducer(this.params.map((p) => p.tensor), { shard: true }) : null;
-    // Stage 2 owns slices of the reducer's buckets (laid out in backward order).
-    const layout = this.reducer ? this.reducer.layout() : bucketIndices(this.params.map((p) => p.tensor), group.bucketBytes);
-    this.buckets = layout.map((indices) => {
+    // Stage 3: the layers' parameters are empty at rest; their sizes come with the units.
+    const unitSizes = new Map(layers?.members.flat().map((m) => [m.name, m.numel]) ?? []);
+    const sizeOf = (i: number) => unitSizes.get(this.params[i].name) ?? this.params[i].tensor.numel;
+    const indexOf = (name: string) => {
+      const i = this.params.findIndex((p) => p.name === name);
+      if (i < 0) throw new UsageError(`ShardedAdamW: unit parameter '${name}' is not a trainable parameter`);
+      return i;
+    };
+    const replicated = this.params.map((_, i) => i).filter((i) => !unitSizes.has(this.params[i].name));
+    this.reducer = zeroStage >= 2 && replicated.length > 0 ? group.gradReducer(replicated.map((i) => this.params[i].tensor), { shard: true }) : null;
+    // Stage 2 owns slices of the reducer's buckets (laid out in backward order); stage 3 also the units'.
+    const layout: { indices: number[]; unit?: number }[] = this.reducer
+      ? this.reducer.layout().map((bucket) => ({ indices: bucket.map((k) => replicated[k]) }))
+      : zeroStage >= 2 ? [] : bucketIndices(this.params.map((p) => p.tensor), group.bucketBytes).map((indices) => ({ indices }));
+    layers?.members.forEach((members, unit) => layout.push({ indices: members.map((m) => indexOf(m.name)), unit }));
+    this.buckets = layout.map(({ indices, unit }) => {
       const offsets: number[] = [];
       let total = 0;
       for (const i of indices) {
         offsets.push(total);
-        total += this.params[i].tensor.numel;
+        total += sizeOf(i);
       }
       const slice = Math.ceil(total / size);
       const [from, to] = [rank * slice, Math.min(total, (rank + 1) * slice)];
       const pieces: Piece[] = [];
       indices.forEach((param, k) => {
         const start = Math.max(from, offsets[k]);
-        const end = Math.min(to, offsets[k] + this.params[param].tensor.numel);
+        const end = Math.min(to, offsets[k] + sizeOf(param));
         if (end > start) pieces.push({ param, start: start - offsets[k], length: end - start, sliceOffset: start - from });
       });
-      return { params: indices, offsets, total, slice, pieces };
+      return { params: indices, offsets, total, slice, pieces, unit };
     });
     this.pieces = this.buckets.flatMap((b) => b.pieces);
     this.pieceBucket = this.buckets.flatMap((b, i) => b.pieces.map(() => i));
-    this.decay = this.pieces.map((piece) => (decays(this.params[piece.param]) ? 1 : 0));
-    if (this.reducer) this.gradSlices = this.reducer.slices();
+    // A unit's parameters are empty at rest: their decay follows their real shapes.
+    const unitShapes = new Map(layers?.members.flat().map((m) => [m.name, m.shape]) ?? []);
+    this.decay = this.pieces.map((piece) => (decays(this.params[piece.param], unitShapes.get(this.params[piece.param].name)) ? 1 : 0));
+    this.gradSlices = [...(this.reducer?.slices() ?? []), ...(layers?.units.gradShards().map((g) => g!) ?? [])];
+    this.unitShards = layers?.units.shards() ?? [];
   }
 
   get steps(): number {
@@ -102,12 +128,17 @@ export class ShardedAdamW implements Optimizer {
   private async ensureState(): Promise<void> {
     if (this.views.length === this.pieces.length) return;
     await noGrad(async () => {
-      for (const piece of this.pieces) {
+      for (const [k, piece] of this.pieces.entries()) {
         const p = this.params[piece.param].tensor;
-        // view(), not reshape(): an update must land in the parameter, never in a copy.
-        const flat = await p.view([-1]);
-        this.views.push(await flat.narrow(0, piece.start, piece.length));
-        flat.dispose();
+        const unit = this.buckets[this.pieceBucket[k]].unit;
+        if (unit !== undefined) {
+          this.views.push(await this.unitShards[unit].narrow(0, piece.sliceOffset, piece.length));
+        } else {
+          // view(), not reshape(): an update must land in the parameter, never in a copy.
+          const flat = await p.view([-1]);
+          this.views.push(await flat.narrow(0, piece.start, piece.length));
+          flat.dispose();
+        }
         this.expAvg.push(await zeros([piece.length], { dtype: p.dtype, device: p.device }));
         this.expAvgSq.push(await zeros([piece.length], { dtype: p.dtype, device: p.device }));
       }
@@ -135,7 +166,7 @@ export class ShardedAdamW implements Optimizer {
   /** Releases moments, gradient slices, views and parameter handles (the parameters stay with the model). */
   dispose(): void {
     this.reducer?.dispose();
-    for (const t of [...this.gradViews, ...this.views, ...this.gradSlices, ...this.expAvg, ...this.expAvgSq, ...this.params.map((p) => p.tensor)]) t.dispose();
+    for (const t of [...this.gradViews, ...this.views, ...this.gradSlices, ...this.unitShards, ...this.expAvg, ...this.expAvgSq, ...this.params.map((p) => p.tensor)]) t.dispose();
     this.gradViews = [];
     this.views = [];
     this.gradSlices = [];
@@ -148,22 +179,29 @@ export class ShardedAdamW implements Optimizer {
    * L2 norm when maxNorm is set. Returns the norm before clipping (the same on every rank).
    */
   async reduceGradients(maxNorm?: number): Promise<number> {
-    if (this.reducer) {
-      // Stage 2: the slices hold sums over ranks already; their average, as stage 1's reduce gives.
-      this.hasGrad = this.reducer.takeSeen();
+    if (this.zeroStage >= 2) {
+      // Stage 2 and 3: the slices hold sums over ranks already; their average, as stage 1's reduce gives.
+      // (A unit's parameters all compute in their layer: they always have gradients.)
+      this.hasGrad = this.params.map(() => true);
+      const seen = this.reducer?.takeSeen() ?? [];
+      this.replicatedIndices().forEach((i, k) => (this.hasGrad[i] = seen[k]));
       await noGrad(async () => {
         for (const slice of this.gradSlices) await slice.mul_(1 / this.group.size);
       });
     } else {
-      const grads = await Promise.all(this.params.map((p) => p.tensor.grad()));
-      this.hasGrad = grads.map((g) => g !== null);
-      await noGrad(async () => {
-        for (const [b, bucket] of this.buckets.entries()) {
-          const first = this.params[bucket.params[0]].tensor;
-          this.gradSlices[b] ??= await zeros([bucket.slice], { dtype: first.dtype, device: first.device });
-          const parts = await Promise.all(bucket.params.map(async (i) => grads[i] ?? (await zeros(this.params[i].tensor.shape, { dtype: first.dtype, device: first.device }))));
-          await this.group.reduceScatter(parts, 'avg', this.gradSlices[b]);
-        }
+      // The gradients' handles (and zeros for missing ones) end with this scope: zeroGrad then frees the
+      // gradients themselves, not the garbage collector some time later.
+      await scope(async () => {
+        const grads = await Promise.all(this.params.map((p) => p.tensor.grad()));
+        this.hasGrad = grads.map((g) => g !== null);
+        await noGrad(async () => {
+          for (const [b, bucket] of this.buckets.entries()) {
+            const first = this.params[bucket.params[0]].tensor;
+            this.gradSlices[b] ??= keep(await zeros([bucket.slice], { dtype: first.dtype, device: first.device }));
+            const parts = await Promise.all(bucket.params.map(async (i) => grads[i] ?? (await zeros(this.params[i].tensor.shape, { dtype: first.dtype, device: first.device }))));
+            await this.group.reduceScatter(parts, 'avg', this.gradSlices[b]);
+          }
+        });
       });
     }
     if (this.gradViews.length === 0) {
@@ -195,16 +233,22 @@ export class ShardedAdamW implements Optimizer {
       await runFusedOp('adamw_step', [...pick(this.views), ...pick(this.expAvg), ...pick(this.expAvgSq), ...pick(this.gradViews)], {
         ...adamwAttrs(this.options, this.lr, this.stepCount), decay: owned.map(({ k }) => this.decay[k]), explicit_grads: true,
       });
-      for (const bucket of this.buckets) await this.group.allGatherSlices(bucket.params.map((i) => this.params[i].tensor));
+      for (const bucket of this.buckets.filter((b) => b.unit === undefined)) await this.group.allGatherSlices(bucket.params.map((i) => this.params[i].tensor));
     });
     this.reduced = false;
   }
 
-  /** Releases every gradient (stage 2: zeroes the accumulated slices). */
+  /** The parameters the reducer covers, in the order it was given them. */
+  private replicatedIndices(): number[] {
+    const inUnits = new Set(this.buckets.filter((b) => b.unit !== undefined).flatMap((b) => b.params));
+    return this.params.map((_, i) => i).filter((i) => !inUnits.has(i));
+  }
+
+  /** Releases every gradient (stage 2 and 3: zeroes the accumulated slices). */
   async zeroGrad(): Promise<void> {
     this.reduced = false;
     await runFusedOp('zero_grads', this.params.map((p) => p.tensor));
-    if (this.reducer) await noGrad(async () => {
+    if (this.zeroStage >= 2) await noGrad(async () => {
       for (const slice of this.gradSlices) await slice.zero_();
     });
   }

@@ -34,6 +34,11 @@ export class ShardedUnits {
     return settle(`reducing unit ${unit}'s gradients`, this.handle.reduceGrads(unit));
   }
 
+  /** After writing into a gathered unit's parameters: this rank's slice of them becomes its shard. */
+  commit(unit: number): Promise<void> {
+    return settle(`committing unit ${unit}`, this.handle.commit(unit));
+  }
+
   /** This rank's slice of each unit's values (the units' own tensors). */
   shards(): Tensor[] {
     return this.handle.shards().map((h) => keep(new Tensor(h)));

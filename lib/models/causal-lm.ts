@@ -13,7 +13,7 @@ import { isAdapterParameter, type AdapterInfo, type LoraOptions } from './lora';
 import { ADAPTER_CONFIG, hasAdapterFiles, loadAdapterWeights, mergedView, writeAdapterFiles } from './peft-files';
 import { disposeSymbol } from '../dispose-symbols';
 import type { PackedTensors } from '../data/collate';
-import type { ShardedUnits } from '../distributed/sharded-units';
+import type { ZeroLayers } from '../distributed/zero-layers';
 
 export interface ModelInfo {
   source: 'torchscript' | 'builtin';
@@ -42,7 +42,7 @@ export class CausalLM {
   /** The mode train()/eval() last set (built modules start in training mode). */
   #training = true;
   /** ZeRO-3: the layers' parameters, sharded at rest (setShardedLayers). */
-  #layerUnits: ShardedUnits | null = null;
+  #zero: ZeroLayers | null = null;
 
   constructor(
     readonly module: ScriptModule,
@@ -92,13 +92,15 @@ export class CausalLM {
    * ZeRO-3: the layers' parameters are the units of `units` (unit i = layer i), sharded at rest; every
    * forward then runs layer by layer, each layer checkpointed and gathered only while it computes.
    */
-  setShardedLayers(units: ShardedUnits): void {
-    if (!this.info.layers) throw new ConfigError(`zero_stage 3: ${this.info.path ?? this.info.architecture} is a traced TorchScript export, which cannot be split into layers; load the folder's safetensors into a built-in architecture (delete model.pt)`);
-    this.#layerUnits = units;
+  setShardedLayers(zero: ZeroLayers): void {
+    this.#zero = zero;
   }
 
+  /** ZeRO-3: the layers' units (null when the model holds all its weights). */
+  get shardedLayers(): ZeroLayers | null { return this.#zero; }
+
   private checkpointsLayers(): boolean {
-    return this.#layerUnits !== null || (this.#checkpointing && isGradEnabled());
+    return this.#zero !== null || (this.#checkpointing && isGradEnabled());
   }
 
   /** `prepare` (prepare_layers or prepare_packed_layers), each layer checkpointed, finish_layers. */
@@ -106,7 +108,7 @@ export class CausalLM {
     const { prefix, count } = this.info.layers!;
     const [first, ...rest] = (await this.module.run(prepare, inputs)) as Tensor[];
     let x = first;
-    const units = this.#layerUnits;
+    const units = this.#zero?.units;
     for (let i = 0; i < count; i += 1) {
       const zero = units ? { units, unit: i, next: i + 1 < count ? i + 1 : -1, previous: i - 1 } : undefined;
       x = await this.module.runCheckpointed(`${prefix}.${i}`, 'forward', [x, ...rest], zero);
@@ -136,18 +138,22 @@ export class CausalLM {
   namedParameters() { return this.module.namedParameters(); }
   to(target: { device?: string; dtype?: DType }) { return this.module.to(target); }
   save(path: string) { return this.module.save(path); }
-  /** Weights from a safetensors file or an HF model folder (single file or shards), strictly (the adapters are not in it). */
-  loadSafetensors(path: string) { return loadSafetensorsInto(this.module, path, this.info.adapters ? { covers: (name) => !isAdapterParameter(name) } : {}); }
+  /** Weights from a safetensors file or an HF model folder (single file or shards), strictly (the adapters are not in it); ZeRO-3 unit by unit. */
+  loadSafetensors(path: string) {
+    if (this.#zero) return this.#zero.load(this, path);
+    return loadSafetensorsInto(this.module, path, this.info.adapters ? { covers: (name) => !isAdapterParameter(name) } : {});
+  }
   /**
    * HF layout into `dir`: model.safetensors, or shards of at most maxShardSize (default "5GB") with the
    * index; config.json (with the dtype written); generation_config.json and the tokenizer files of
    * the folder the model came from.
    */
-  async exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number } = {}): Promise<void> {
-    // With LoRA: the merged model (W + scaling·B·A), never the base beside lora_* tensors.
-    const view = this.info.adapters ? mergedView(this.module, this.info.adapters) : {};
+  async exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number; writes?: boolean } = {}): Promise<void> {
+    // With LoRA: the merged model (W + scaling·B·A), never the base beside lora_* tensors. ZeRO-3:
+    // one file per layer, each gathered while it is written; every rank walks the plan (writes: rank 0).
+    const view = this.#zero ? this.#zero.exportView(options.writes ?? true) : this.info.adapters ? mergedView(this.module, this.info.adapters) : {};
     await exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize, view);
-    this.copyCompanionsTo(dir);
+    if (options.writes ?? true) this.copyCompanionsTo(dir);
   }
 
   /** generation_config.json and the tokenizer files of the folder the model came from, if any. */
@@ -160,8 +166,8 @@ export class CausalLM {
    * What training changes, for checkpoints and final/: the adapters as PEFT files under LoRA, else
    * the whole model in HF layout.
    */
-  async saveTrained(dir: string): Promise<void> {
-    if (!this.info.adapters) return this.exportSafetensors(dir);
+  async saveTrained(dir: string, options: { writes?: boolean } = {}): Promise<void> {
+    if (!this.info.adapters) return this.exportSafetensors(dir, options);
     await writeAdapterFiles(this.module, this.info.adapters, dir, this.info.path ?? null);
     this.copyCompanionsTo(dir);
   }
@@ -196,7 +202,10 @@ export class CausalLM {
     return new CausalLM(copy, this.config, { ...this.info });
   }
 
-  dispose(): void { this.module.dispose(); }
+  dispose(): void {
+    this.#zero?.dispose();
+    this.module.dispose();
+  }
   [disposeSymbol](): void { this.dispose(); }
 
   private async forwardInputs(inputIds: Tensor, attentionMask: Tensor): Promise<Tensor[]> {

@@ -31,6 +31,8 @@ export function loadSafetensorsInto(module: ScriptModule, path: string, part: We
 export interface WeightsPart {
   /** The parameters (and buffers) the file is expected to cover; default all. */
   covers?: (name: string) => boolean;
+  /** The file may also hold the model's tensors that `covers` leaves out (one part of a model is loaded at a time). */
+  partial?: boolean;
   /** The model's name of a file's tensor name (e.g. without PEFT's `base_model.model.`). */
   rename?: (fileName: string) => string;
   /** The files to read when `path` is a folder; default its model weights (one file or shards). */
@@ -46,8 +48,13 @@ async function loadInto(module: ScriptModule, path: string, part: WeightsPart): 
     for (const file of files) readers.push(new SafetensorsReader(file));
     const targets = new Map<string, Tensor>();
     const canonical = new Map<string, string>();
+    // The model's tensors this load does not cover: a file may hold them (a part of a model is loaded).
+    const elsewhere = new Set<string>();
     for (const p of [...(await module.namedParameters()), ...(await module.namedBuffers())]) {
-      if (!covers(p.name)) continue;
+      if (!covers(p.name)) {
+        for (const name of [p.name, ...p.aliases]) elsewhere.add(name);
+        continue;
+      }
       for (const name of [p.name, ...p.aliases]) {
         targets.set(name, p.tensor);
         canonical.set(name, p.name);
@@ -61,7 +68,7 @@ async function loadInto(module: ScriptModule, path: string, part: WeightsPart): 
         const name = rename(fileName);
         const target = targets.get(name);
         if (!target) {
-          if (!IGNORED.test(name)) unexpected.push(fileName);
+          if (!IGNORED.test(name) && !(part.partial && elsewhere.has(name))) unexpected.push(fileName);
         } else if (target.shape.join(',') !== at.shape.join(',')) wrongShape.push(`${name}: file [${at.shape}] vs model [${target.shape}]`);
         else covered.add(canonical.get(name)!);
       }
@@ -128,30 +135,44 @@ export interface ExportView {
   includes?: (name: string) => boolean;
   /** The tensor to write for a parameter (made while its shard is written, disposed after). */
   value?: (name: string, tensor: Tensor) => Promise<Tensor>;
+  /** The files' plan: the parameter names of each shard (default: shards of at most maxShardSize). */
+  shards?: string[][];
+  /** Runs `write` for shard k (ZeRO-3 gathers a unit's parameters around it). */
+  around?: (k: number, write: () => Promise<void>) => Promise<void>;
+  /** false: walk the plan (and `around`) without writing anything (the other ranks under ZeRO-3). */
+  writes?: boolean;
 }
 
 async function exportInto(module: ScriptModule, dir: string, config: object, dtype: DType | undefined, maxBytes: number, view: ExportView): Promise<void> {
-  mkdirSync(dir, { recursive: true });
+  if (view.writes ?? true) mkdirSync(dir, { recursive: true });
   const parameters = (await module.namedParameters()).filter((p) => view.includes?.(p.name) ?? true);
-  const sizes = parameters.map((p) => p.tensor.numel * DTYPE_BYTES[dtype ?? p.tensor.dtype]);
-  const shards = planShards(sizes, maxBytes);
+  const writes = view.writes ?? true;
+  const byName = new Map(parameters.map((p, i) => [p.name, i]));
+  const shards = view.shards
+    ? view.shards.map((names) => names.map((n) => byName.get(n)!))
+    : planShards(parameters.map((p) => p.tensor.numel * DTYPE_BYTES[dtype ?? p.tensor.dtype]), maxBytes);
   const names = shards.length === 1 ? [SINGLE_FILE] : shards.map((_, k) => shardName(k + 1, shards.length));
   const weightMap: Record<string, string> = {};
+  let totalBytes = 0;
   for (const [k, shard] of shards.entries()) {
     // A shard's tensors (converted when a dtype is asked for) exist only while it is written.
-    await scope(async () => {
+    const write = () => scope(async () => {
+      if (!writes) return;
       const tensors = new Map<string, Tensor>();
       for (const i of shard) {
         const p = parameters[i];
         const value = view.value ? await noGrad(() => view.value!(p.name, p.tensor)) : p.tensor;
         tensors.set(p.name, dtype && dtype !== value.dtype ? await noGrad(() => value.to(dtype)) : await value.detach());
         weightMap[p.name] = names[k];
+        totalBytes += p.tensor.numel * DTYPE_BYTES[dtype ?? p.tensor.dtype];
       }
       await writeSafetensors(join(dir, names[k]), tensors, { format: 'pt' });
     });
+    await (view.around ? view.around(k, write) : write());
   }
+  if (!writes) return;
   if (shards.length > 1) {
-    const index = { metadata: { total_size: sizes.reduce((a, b) => a + b, 0) }, weight_map: weightMap };
+    const index = { metadata: { total_size: totalBytes }, weight_map: weightMap };
     writeFileAtomic(join(dir, INDEX_FILE), `${JSON.stringify(index, null, 2)}\n`);
   }
   // Weight files of an earlier export that this one does not list would mislead a reader.

@@ -127,6 +127,8 @@ export interface NativeShardedUnits {
   free(u: number): Promise<void>;
   /** Reduce-scatters unit u's gradients into its gradient slice (summed over ranks) and releases them. */
   reduceGrads(u: number): Promise<void>;
+  /** Unit u is gathered and its parameters were written: this rank's slice of them becomes its shard. */
+  commit(u: number): Promise<void>;
   /** This rank's slice of each unit's values. */
   shards(): NativeTensor[];
   /** This rank's slice of each unit's gradient sum (null for a frozen unit). */

@@ -15,8 +15,8 @@ export interface AdamWOptions {
 }
 
 /** No weight decay on biases and norm weights (1-D parameters), as TRL/HF Trainer group them. */
-export function decays(p: NamedTensor): boolean {
-  return p.tensor.shape.length > 1 && !/(^|\.)(bias|ln_\w*|.*norm\w*)\./.test(`${p.name}.`);
+export function decays(p: NamedTensor, shape: number[] = p.tensor.shape): boolean {
+  return shape.length > 1 && !/(^|\.)(bias|ln_\w*|.*norm\w*)\./.test(`${p.name}.`);
 }
 
 /** The adamw_step op's hyper-parameters for one step. */

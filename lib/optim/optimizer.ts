@@ -1,5 +1,5 @@
 import type { ProcessGroup } from '../distributed/process-group';
-import { ShardedAdamW } from '../distributed/sharded-adamw';
+import { ShardedAdamW, type UnitLayout } from '../distributed/sharded-adamw';
 import type { NamedTensor } from '../models/script-module';
 import type { Tensor } from '../tensor';
 import { AdamW } from './adamw';
@@ -9,7 +9,8 @@ import type { OptimizerConfig } from './optimizer-config';
  * What the training loop asks of an optimizer (torch::optim::Optimizer's role): one interface, so the
  * loop never asks which optimizer it has. AdamW (gradients all-reduced in buckets during backward when
  * several ranks train) and ShardedAdamW (ZeRO-1: gradients reduce-scattered to their owners at the
- * step; ZeRO-2: during every backward, gradients released) implement it.
+ * step; ZeRO-2: during every backward, gradients released; ZeRO-3: layers' values and gradients in
+ * sharded units) implement it.
  */
 export interface Optimizer {
   /** The learning rate of the next step (the scheduler sets it). */
@@ -42,10 +43,10 @@ export interface Optimizer {
 }
 
 /** The optimizer a config asks for, over these parameters, on this process group (null: one process). */
-export function createOptimizer(parameters: NamedTensor[], config: OptimizerConfig, group: ProcessGroup | null): Optimizer {
+export function createOptimizer(parameters: NamedTensor[], config: OptimizerConfig, group: ProcessGroup | null, layers: UnitLayout | null = null): Optimizer {
   const options = { lr: config.learning_rate, betas: [config.adam_beta1, config.adam_beta2] as [number, number], eps: config.adam_epsilon, weightDecay: config.weight_decay };
   const stage = zeroStageOf(config);
-  if (stage > 0 && group) return new ShardedAdamW(parameters, options, group, stage as 1 | 2);
+  if (stage > 0 && group) return new ShardedAdamW(parameters, options, group, stage as 1 | 2 | 3, stage === 3 ? layers : null);
   return new AdamW(parameters, options, group);
 }
 

@@ -29,10 +29,14 @@ export async function evaluatePairs(pairs: TokenizedPair[], setup: EvaluationSet
   const { parallel, batchSize: size } = setup;
   const [rank, worldSize] = parallel ? [parallel.rank, parallel.worldSize] : [0, 1];
   const starts = Array.from({ length: Math.ceil(pairs.length / size) }, (_, i) => i * size);
-  // A rank left without a batch evaluates the first with weight 0, so that every rank knows the
-  // metric names and joins the sum.
-  const mine = starts.filter((_, i) => i % worldSize === rank);
-  const work = mine.length > 0 ? mine.map((start) => ({ start, weight: 1 })) : [{ start: 0, weight: 0 }];
+  // Every rank runs the same number of batches: one left without a batch in a round evaluates the
+  // first with weight 0, so that every rank knows the metric names, joins the sum, and (ZeRO-3) takes
+  // part in every layer's gather.
+  const rounds = Math.max(1, Math.ceil(starts.length / worldSize));
+  const work = Array.from({ length: rounds }, (_, r) => {
+    const start = starts[r * worldSize + rank];
+    return start === undefined ? { start: 0, weight: 0 } : { start, weight: 1 };
+  });
   const totals: Record<string, number> = {};
   for (const { start, weight } of work) {
     const chunk = pairs.slice(start, start + size);

@@ -28,6 +28,9 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
     if (isMain) {
       beginCheckpoint(partial, progress.step);
       await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.saveTrained(dir));
+    } else if (run.policy.shardedLayers) {
+      // ZeRO-3: rank 0 writes the layers one by one as every rank gathers them.
+      await run.policy.saveTrained(partial, { writes: false });
     }
     // Between the phases of a save, signals are heard (a third Ctrl-C exits here, a second one reports).
     await letPendingSignalsIn();

@@ -20,7 +20,8 @@ import { batchLayoutNotice, batchLayoutOf } from './batch-layout';
 import type { CollateOptions } from '../data/collate';
 import type { LoraOptions } from '../models/lora';
 import { readAdapterOptions } from '../models/peft-files';
-import { createOptimizer, type Optimizer } from '../optim/optimizer';
+import { createOptimizer, zeroStageOf, type Optimizer } from '../optim/optimizer';
+import { ZeroLayers } from '../distributed/zero-layers';
 import { optimizerConfigOf } from '../optim/optimizer-config';
 import { manualSeed } from '../runtime';
 import { scope } from '../scope';
@@ -178,6 +179,9 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     // the policy with its adapters off.
     let referenceModel = loss.reference_free ? null : lora ? policy.adaptersOff() : c.ref_model ? await loadReference(c.ref_model, rankDevice, c, options.preferBuiltin) : await (mixed?.working ?? policy).referenceCopy();
     if (referenceModel) made.push(referenceModel);
+    // ZeRO-3: the policy's layers sharded over the ranks (the reference's once it is kept, below).
+    const stage = zeroStageOf(optimizerConfigOf(c));
+    if (stage === 3 && parallel) await ZeroLayers.shard(policy, parallel.group);
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
     const layout = batchLayoutOf(c, tokenizer.padId, policy);
@@ -199,9 +203,11 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
       referenceModel = null;
       reference = { kind: 'precomputed', train: trainLogps, eval: evalLogps };
     }
+    // A precomputing reference ran whole, once; a kept one is sharded like the policy.
+    if (stage === 3 && parallel && reference.kind === 'model') await ZeroLayers.shard(reference.model, parallel.group);
     const sampler = samplerOf(c, train.pairs, parallel);
     // Handles of parameters the optimizer does not keep (frozen ones) end with this scope.
-    const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null));
+    const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null, policy.shardedLayers));
     made.push(optimizer);
     stopIfAsked();
     return {

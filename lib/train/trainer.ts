@@ -213,8 +213,12 @@ export class DPOTrainer extends EventEmitter {
         if (schedule.savesAt(this.step)) await this.saveCheckpoint();
         if (c.torch_empty_cache_steps && this.step % c.torch_empty_cache_steps === 0) emptyCache();
       }
+      // ZeRO-3: every rank gathers the layers one by one while rank 0 writes them.
+      if (c.save_final_model && (this.isMain || this.policy.shardedLayers)) {
+        const path = await this.exportFinal(join(c.output_dir, 'final'), { writes: this.isMain });
+        if (this.isMain) this.emit('export', path);
+      }
       if (this.isMain) {
-        if (c.save_final_model) this.emit('export', await this.exportFinal(join(c.output_dir, 'final')));
         info?.finish('done', this.step, this.nonfiniteSteps);
         if (this.history.length > 0) this.emit('report', writeHtmlReport(c.output_dir, undefined, (m) => this.emit('notice', m)));
       }
@@ -333,8 +337,16 @@ export class DPOTrainer extends EventEmitter {
    * or with `merge` the merged model in HF layout (no model.pt: the folder loads into the built-in
    * architecture, which a TorchScript file would override).
    */
-  async exportFinal(dir: string, options: { merge?: boolean; dtype?: DType } = {}): Promise<string> {
+  async exportFinal(dir: string, options: { merge?: boolean; dtype?: DType; writes?: boolean } = {}): Promise<string> {
     const adapters = this.policy.info.adapters;
+    if (this.policy.shardedLayers) {
+      // ZeRO-3: HF shards, one per layer (rank 0 writes as every rank gathers); no model.pt (the
+      // folder loads into the built-in architecture).
+      if (options.dtype) throw new ConfigError(`export --dtype ${options.dtype}: not with zero_stage 3 in several processes; export the checkpoint from one process`);
+      await this.policy.exportSafetensors(dir, { writes: options.writes ?? true });
+      if ((options.writes ?? true) && this.config.tokenizer_name_or_path) copyCompanionFiles(this.config.tokenizer_name_or_path, dir);
+      return dir;
+    }
     if (options.merge && !adapters) throw new ConfigError('export --merge: the model has no LoRA adapters (use_peft is off); a plain export already holds every weight');
     if (adapters && !options.merge && options.dtype) throw new ConfigError(`export --dtype ${options.dtype}: an adapter is written in its own dtype (${adapters.dtype}); --dtype applies with --merge`);
     if (adapters && !options.merge) await this.policy.saveTrained(dir);
