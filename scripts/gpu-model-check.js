@@ -5,6 +5,7 @@
 //    LoRA (bf16 base, fp32 adapters): adapters off ≡ the plain model; checkpointed ≡ plain gradients.
 //    Packed, prefix-shared batches (SDPA over per-segment blocks) ≡ the padded layout.
 //    Generation: greedy with the KV cache ≡ without it; sampling batched ≡ one by one (rows differing: 0).
+//    ZeRO-3 on NCCL (one rank): the layer-sharded model's loss and gradients ≡ the plain model's.
 // 2. A Qwen3-style ~0.6B model in bf16, batch 8 × 1024, forward + backward: tokens/s and peak CUDA
 //    memory with SDPA and with the eager path, each in its own process (peak memory is per process).
 // Prints one JSON object per line; exit 1 when a comparison fails.
@@ -133,6 +134,40 @@ async function generationGaps(t) {
   return { greedy: differ(cached, plain), sampled: differ(batched, alone) };
 }
 
+// ZeRO-3 units on CUDA (NCCL all-gather / reduce-scatter, set_data into CUDA buffers), one rank.
+async function zero3Gaps(t, device = 'cuda') {
+  Object.assign(process.env, { RANK: '0', LOCAL_RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(29400 + Math.floor(Math.random() * 500)) });
+  const group = await t.ProcessGroup.init(t.distributedEnv(), { timeoutMs: 60000 });
+  const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const load = async () => {
+    const m = await t.createModel('qwen3', config, { init: false, dtype: 'float32', device });
+    await m.loadSafetensors(FIXTURE);
+    await m.eval();
+    return m;
+  };
+  const [plain, sharded] = [await load(), await load()];
+  const zero = await t.ZeroLayers.shard(sharded, group);
+  const ids = await (await t.randint(0, config.vocab_size, [2, 12])).to(device);
+  const mask = await t.ones([2, 12], { dtype: 'int64', device });
+  const lossOf = async (m) => (await (await m.forward(ids, mask)).logsumexp(2)).mean();
+  const [a, b] = [await lossOf(plain), await lossOf(sharded)];
+  await a.backward();
+  await b.backward();
+  const named = await plain.namedParameters();
+  let grads = 0;
+  for (const [u, members] of zero.members.entries()) {
+    const flat = [];
+    for (const m of members) flat.push(...Array.from(await (await (await named.find((p) => p.name === m.name).tensor.grad()).to('cpu')).toTypedArray()));
+    const got = Array.from(await (await zero.units.gradShards()[u].to('cpu')).toTypedArray());
+    grads = Math.max(grads, maxAbsDiff(flat, got.slice(0, flat.length)));
+  }
+  const loss = Math.abs((await a.item()) - (await b.item()));
+  plain.dispose();
+  sharded.dispose();
+  group.dispose();
+  return { loss, grads };
+}
+
 const maxAbsDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 const maxAbs = (a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
 
@@ -160,6 +195,9 @@ async function compare() {
   const generation = await generationGaps(t);
   report('qwen3 fp32 cuda generation: greedy with vs without KV cache (rows differing)', generation.greedy, 0);
   report('qwen3 fp32 cuda generation: sampled batched vs one by one (rows differing)', generation.sampled, 0);
+  const zero3 = await zero3Gaps(t);
+  report('qwen3 fp32 cuda ZeRO-3 (NCCL, 1 rank): sharded vs plain loss', zero3.loss, 1e-5);
+  report('qwen3 fp32 cuda ZeRO-3 (NCCL, 1 rank): sharded vs plain layer gradients', zero3.grads, 1e-4);
   return failed;
 }
 
@@ -188,7 +226,10 @@ async function throughput(implementation) {
   console.log(JSON.stringify({ bench: `qwen3 ${(params / 1e6).toFixed(0)}M bf16, 8 x 1024, fwd+bwd`, attention: implementation, stepMs, tokensPerSec: (8 * 1024 * 1000) / stepMs, peakCudaGiB: peak / 2 ** 30 }));
 }
 
-if (process.argv[2] === '--throughput') {
+if (process.argv[2] === '--zero3-cpu') {
+  // A dry run of the ZeRO-3 check on the CPU (Gloo), for machines without a GPU.
+  zero3Gaps(require('../dist'), 'cpu').then((r) => console.log(JSON.stringify(r))).catch((err) => { console.error(err); process.exit(1); });
+} else if (process.argv[2] === '--throughput') {
   throughput(process.argv[3]).catch((err) => { console.error(err); process.exit(1); });
 } else {
   compare().then((failed) => {
