@@ -6,9 +6,9 @@
 // reference, gradients, AdamW moments; activations are gone).
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const freePort = require('./free-port');
 
 const CLI = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const MODEL = { vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 4, max_position_embeddings: 256, tie_word_embeddings: true };
@@ -28,16 +28,6 @@ const t = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
     stepSeconds: steps.reduce((s, r) => s + r.step_seconds, 0) / Math.max(1, steps.length) }));
   trainer.dispose();
 })().catch((e) => { console.error(e); process.exit(1); });`;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 (async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'torch-dpo-bench-zero-'));

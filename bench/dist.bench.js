@@ -4,21 +4,11 @@
 // sharding, ZeRO-1, 2 and 3), each rank on 1 thread, beside two independent runs at once as this machine's ceiling.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const freePort = require('./free-port');
 
 const CLI = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const ALLREDUCE = `
 const t = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
