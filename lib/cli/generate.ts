@@ -12,13 +12,13 @@ export interface GenerateCommandOptions {
   prompts: string;
   chat?: boolean;
   out?: string;
-  maxNewTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
+  maxNewTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
   stop: string[];
-  batchSize: number;
+  batchSize?: number;
   device: string;
   dtype?: DType;
 }
@@ -37,7 +37,9 @@ export async function runGenerate(o: GenerateCommandOptions): Promise<number> {
   const model = await loadModel(o.model, { device: resolveDevice(o.device), dtype: o.dtype, preferBuiltin: true });
   try {
     const notice = (m: string) => process.stderr.write(`torch-dpo generate: ${m}\n`);
-    const options = { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop, batchSize: o.batchSize };
+    // Only what the command line gave: the schema holds the defaults.
+    const given = { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop, batchSize: o.batchSize };
+    const options = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
     const results = await generate(model, tokenizer, prompts, options, { notice });
     const lines = results.map((g) => JSON.stringify({
       prompt: g.prompt, completion: g.text, finish_reason: g.finishReason, tokens: g.ids.length, logprob: g.logprobs.reduce((a, b) => a + b, 0),
