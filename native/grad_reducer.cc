@@ -88,6 +88,8 @@ struct ReducerState {
     works[b]->wait();
     if (outs[b].defined()) slices[b].add_(outs[b]);
     else slices[b].add_(flats[b].narrow(0, group->rank * chunks[b], chunks[b]));
+    // The work keeps its tensors: dropping it (not only our references) frees the bucket's buffer now.
+    works[b] = WorkPtr();
     flats[b] = at::Tensor();
     outs[b] = at::Tensor();
   }
