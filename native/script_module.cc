@@ -241,15 +241,7 @@ Napi::Value ModuleHandle::RunCheckpointed(const Napi::CallbackInfo& info) {
     if (!value.isTensor()) throw Napi::TypeError::New(env, "runCheckpointed: inputs must be tensors");
     inputs.push_back(value.toTensor());
   }
-  UnitCall zero;
-  if (info.Length() > 3 && info[3].IsObject()) {
-    // ZeRO-3: { units, unit, next, previous } (see layer_checkpoint.h).
-    Napi::Object z = info[3].As<Napi::Object>();
-    zero.units = Guarded(env, [&] { return ShardedUnitsFromJs(z.Get("units")); });
-    zero.unit = z.Get("unit").As<Napi::Number>().Int64Value();
-    zero.next = z.Has("next") && z.Get("next").IsNumber() ? z.Get("next").As<Napi::Number>().Int64Value() : -1;
-    zero.previous = z.Has("previous") && z.Get("previous").IsNumber() ? z.Get("previous").As<Napi::Number>().Int64Value() : -1;
-  }
+  UnitCall zero = info.Length() > 3 ? Guarded(env, [&] { return UnitCallFromJs(info[3]); }) : UnitCall();
   return Submit(env, [path, method, inputs, zero](ModuleState& s) {
     at::Tensor out = CheckpointedCall(s.module, path, method, inputs, zero);
     return Completer([out](Napi::Env env) { return FromIValue(env, c10::IValue(out)); });

@@ -245,6 +245,19 @@ Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group,
   }, false);
 }
 
+UnitCall UnitCallFromJs(Napi::Value value) {
+  UnitCall call;
+  if (!value.IsObject()) return call;
+  Napi::Object z = value.As<Napi::Object>();
+  const auto index = [&](const char* key) { return z.Has(key) && z.Get(key).IsNumber() ? z.Get(key).As<Napi::Number>().Int64Value() : -1; };
+  call.units = ShardedUnitsFromJs(z.Get("units"));
+  call.unit = index("unit");
+  if (call.unit < 0 || static_cast<size_t>(call.unit) >= call.units->size()) throw std::invalid_argument("runCheckpointed: unit " + std::to_string(call.unit) + " of " + std::to_string(call.units->size()));
+  call.next = index("next");
+  call.previous = index("previous");
+  return call;
+}
+
 std::shared_ptr<ShardedUnits> ShardedUnitsFromJs(Napi::Value value) {
   if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kUnitsTag)) throw std::invalid_argument("expected a NativeShardedUnits");
   return UnitsHandle::Unwrap(value.As<Napi::Object>())->Checked(value.Env());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "group_state.h"
+#include "layer_checkpoint.h"
 
 namespace torch_dpo {
 
@@ -61,7 +62,10 @@ class ShardedUnits {
 Napi::Function DefineShardedUnitsClass(Napi::Env env);
 // group.shardUnits(units: NativeTensor[][]) → Promise<NativeShardedUnits> (the parameters are sharded at once).
 Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& units);
-// The ShardedUnits of a NativeShardedUnits handle (for runCheckpointed).
+// The ShardedUnits of a NativeShardedUnits handle.
 std::shared_ptr<ShardedUnits> ShardedUnitsFromJs(Napi::Value value);
+
+// runCheckpointed's ZeRO-3 argument { units, unit, next?, previous? } (none: an empty UnitCall).
+UnitCall UnitCallFromJs(Napi::Value value);
 
 }  // namespace torch_dpo
