@@ -138,7 +138,7 @@ describe('ZeRO stage 2 (launch, 2 ranks, Gloo)', () => {
 });
 
 describe('ZeRO stage 3 (launch, 2 ranks, Gloo)', () => {
-  it('layers sharded at rest: same trajectory as 1 × 8 (accumulation, clipping, weight decay); per-layer checkpoint files; resume ≡ straight; the export equals the unsharded model', async () => {
+  it('layers sharded at rest: same trajectory as 1 × 8 (accumulation, clipping, weight decay); per-rank checkpoint slices; resume ≡ straight; the export (launched, and joined in one process) equals the unsharded model', async () => {
     const { dir, config } = project();
     // Stage 3 needs the built-in architecture: the fixture's safetensors without its traced model.pt.
     const model = join(dir, 'model');
@@ -153,10 +153,17 @@ describe('ZeRO stage 3 (launch, 2 ranks, Gloo)', () => {
     const three = records(join(dir, 'three', 'metrics.jsonl'));
     close(one.map((r) => r.loss), three.map((r) => r.loss));
     close(one.map((r) => r.grad_norm), three.map((r) => r.grad_norm));
-    // One file for the replicated weights, one per layer (the fixture has 2).
-    const index = JSON.parse(readFileSync(join(dir, 'three', 'checkpoint-10', 'model.safetensors.index.json'), 'utf8'));
-    expect(new Set(Object.values(index.weight_map))).toEqual(new Set(['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors']));
-    expect(index.weight_map['transformer.h.1.attn.c_attn.weight']).toBe('model-00003-of-00003.safetensors');
+    // The checkpoint: each rank's slice of the layers in its own file (one tensor per layer unit,
+    // the layout in the metadata), the replicated weights once; no HF weight files.
+    const ckpt = join(dir, 'three', 'checkpoint-10');
+    expect(readdirSync(ckpt).filter((f) => f.endsWith('.safetensors')).sort()).toEqual(['optimizer.rank-0.safetensors', 'optimizer.rank-1.safetensors', 'zero3-rank-0-of-2.safetensors', 'zero3-rank-1-of-2.safetensors', 'zero3-replicated.safetensors']);
+    const layerNumel = [...readSafetensors(join(MODEL, 'model.safetensors')).tensors].filter(([n]) => n.startsWith('transformer.h.')).reduce((s, [, e]) => s + e.shape.reduce((p, d) => p * d, 1), 0);
+    for (const r of [0, 1]) {
+      const file = readSafetensors(join(ckpt, `zero3-rank-${r}-of-2.safetensors`));
+      expect([...file.tensors.keys()].sort()).toEqual(['unit.0', 'unit.1']);
+      expect(JSON.parse(file.metadata.units)[1][0].name).toMatch(/^transformer\.h\.1\./);
+      expect(numel(join(ckpt, `zero3-rank-${r}-of-2.safetensors`))).toBeLessThanOrEqual(Math.ceil(layerNumel / 2) + 2);
+    }
     const shards = [0, 1].map((r) => numel(join(dir, 'three', 'checkpoint-10', `optimizer.rank-${r}.safetensors`)));
     const full = numel(join(dir, 'one', 'checkpoint-10', 'optimizer.safetensors'));
     expect(shards[0] + shards[1]).toBeGreaterThanOrEqual(full);
@@ -173,6 +180,14 @@ describe('ZeRO stage 3 (launch, 2 ranks, Gloo)', () => {
     let worst = 0;
     for (const [name, values] of a) values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b.get(name)![i]))));
     expect(worst).toBeLessThan(1e-10);
+    // In one process the checkpoint's slices are joined unit by unit: its export equals too.
+    succeeded(spawnSync(process.execPath, [CLI, 'export', '--config', config, '--set', `model_name_or_path=${model}`, '--set', `output_dir=${join(dir, 'three')}`, '--checkpoint', ckpt, '--out', join(dir, 'joined')], { encoding: 'utf8' }));
+    const joined = weights(join(dir, 'joined'));
+    expect([...joined.keys()].sort()).toEqual([...a.keys()].sort());
+    for (const [name, values] of a) values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - joined.get(name)![i]))));
+    expect(worst).toBeLessThan(1e-10);
+    const asModel = spawnSync(process.execPath, [CLI, 'train', '--config', config, '--set', `model_name_or_path=${ckpt}`, '--set', `output_dir=${join(dir, 'wrong')}`], { encoding: 'utf8' });
+    expect(asModel.stderr).toMatch(/checkpoint-10 is a ZeRO-3 checkpoint \(each rank's slice of the layers\), not a model folder: .*torch-dpo export --checkpoint/);
 
     succeeded(await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'max_steps=5'));
     succeeded(await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'resume_from_checkpoint=true'));

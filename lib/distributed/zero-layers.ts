@@ -1,7 +1,10 @@
+import { join } from 'node:path';
 import { ConfigError } from '../errors';
 import type { CausalLM } from '../models/causal-lm';
 import { loadSafetensorsInto, type ExportView } from '../models/weights';
 import { scope } from '../scope';
+import { writeFileAtomic } from '../atomic-file';
+import { readUnitShards, REPLICATED_FILE, writeReplicatedWeights, writeUnitShards } from './zero-checkpoint';
 import type { ProcessGroup } from './process-group';
 import type { ShardedUnits } from './sharded-units';
 
@@ -17,6 +20,8 @@ export class ZeroLayers {
     /** Per unit, its parameters' names, sizes and shapes, in the units' order. */
     readonly members: { name: string; numel: number; shape: number[] }[][],
     private readonly replicated: string[],
+    private readonly rank: number,
+    private readonly size: number,
   ) {}
 
   /** Shards the model's layers (every rank calls it with the same weights) and hands them to the model. */
@@ -32,7 +37,7 @@ export class ZeroLayers {
       const info = members.map((m) => m.map((p) => ({ name: p.name, numel: p.tensor.numel, shape: p.tensor.shape })));
       const units = await group.shardUnits(members.map((m) => m.map((p) => p.tensor)));
       const inUnits = new Set(info.flat().map((m) => m.name));
-      return new ZeroLayers(units, info, named.map((p) => p.name).filter((n) => !inUnits.has(n)));
+      return new ZeroLayers(units, info, named.map((p) => p.name).filter((n) => !inUnits.has(n)), group.rank, group.size);
     });
     model.setShardedLayers(layers);
     return layers;
@@ -69,6 +74,30 @@ export class ZeroLayers {
         await this.units.free(u);
       }
     }
+  }
+
+  /**
+   * Checkpoint weights without any gather: this rank's slice of every unit into its own file, and
+   * (rank 0) the replicated weights and config.json. Every rank calls it on the same folder.
+   */
+  async saveShards(model: CausalLM, dir: string): Promise<void> {
+    if (this.rank === 0) {
+      await scope(async () => {
+        const replicated = new Set(this.replicated);
+        const tensors = new Map((await model.namedParameters()).filter((p) => replicated.has(p.name)).map((p) => [p.name, p.tensor]));
+        await writeReplicatedWeights(dir, tensors, this.size);
+      });
+      writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(model.config, null, 2)}\n`);
+      model.copyCompanionsTo(dir); // tokenizer and generation_config, as in every checkpoint
+    }
+    await scope(() => writeUnitShards(dir, this.units.shards(), this.members, this.rank, this.size));
+  }
+
+  /** Reads what saveShards wrote (same world size): each rank its own slices, no traffic. */
+  async loadShards(model: CausalLM, dir: string): Promise<void> {
+    const replicated = new Set(this.replicated);
+    await loadSafetensorsInto(model.module, join(dir, REPLICATED_FILE), { covers: (n) => replicated.has(n) });
+    await scope(() => readUnitShards(dir, this.units.shards(), this.members, this.rank, this.size));
   }
 
   dispose(): void {

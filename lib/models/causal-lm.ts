@@ -14,6 +14,7 @@ import { ADAPTER_CONFIG, hasAdapterFiles, loadAdapterWeights, mergedView, writeA
 import { disposeSymbol } from '../dispose-symbols';
 import type { PackedTensors } from '../data/collate';
 import type { ZeroLayers } from '../distributed/zero-layers';
+import { isZeroCheckpoint, loadConsolidated } from '../distributed/zero-checkpoint';
 
 export interface ModelInfo {
   source: 'torchscript' | 'builtin';
@@ -157,7 +158,7 @@ export class CausalLM {
   }
 
   /** generation_config.json and the tokenizer files of the folder the model came from, if any. */
-  private copyCompanionsTo(dir: string): void {
+  copyCompanionsTo(dir: string): void {
     const source = this.info.path && (this.info.source === 'torchscript' ? dirname(this.info.path) : this.info.path);
     if (source) copyCompanionFiles(source, dir);
   }
@@ -176,8 +177,12 @@ export class CausalLM {
   loadTrained(dir: string): Promise<void> {
     const adapter = hasAdapterFiles(dir);
     if (adapter && !this.info.adapters) throw new ConfigError(`${dir} holds a LoRA adapter (${ADAPTER_CONFIG}), not model weights: load it with use_peft: true`);
-    if (!adapter && this.info.adapters && hasSafetensorsWeights(dir)) throw new ConfigError(`${dir} holds full model weights, not a LoRA adapter: load it without use_peft (or as model_name_or_path)`);
-    return this.info.adapters ? loadAdapterWeights(this.module, dir) : this.loadSafetensors(dir);
+    const zeroShards = isZeroCheckpoint(dir);
+    if (!adapter && this.info.adapters && (hasSafetensorsWeights(dir) || zeroShards)) throw new ConfigError(`${dir} holds full model weights, not a LoRA adapter: load it without use_peft (or as model_name_or_path)`);
+    if (this.info.adapters) return loadAdapterWeights(this.module, dir);
+    // A ZeRO-3 checkpoint: per-rank slices (read as they are by a sharded model, joined by a whole one).
+    if (zeroShards) return this.#zero ? this.#zero.loadShards(this, dir) : loadConsolidated(this.module, dir);
+    return this.loadSafetensors(dir);
   }
 
   /** LoRA: adapters on (the policy) or off (the base model). */

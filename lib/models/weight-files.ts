@@ -10,6 +10,8 @@ import { ConfigError, DataError } from '../errors';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
+/** A ZeRO-3 checkpoint's replicated weights (beside per-rank slices of the layers: distributed/zero-checkpoint.ts). */
+export const ZERO3_REPLICATED_FILE = 'zero3-replicated.safetensors';
 export const shardName = (k: number, n: number) => `model-${String(k).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
 
 /** Files of an HF model folder that travel with its weights on export (when the source has them). */
@@ -51,6 +53,9 @@ export function weightFiles(dir: string): string[] {
     return files.map((f) => join(dir, f));
   }
   if (existsSync(join(dir, SINGLE_FILE))) return [join(dir, SINGLE_FILE)];
+  if (existsSync(join(dir, ZERO3_REPLICATED_FILE))) {
+    throw new DataError(`${dir} is a ZeRO-3 checkpoint (each rank's slice of the layers), not a model folder: resume it with the world size that wrote it, or write a model folder with torch-dpo export --checkpoint ${dir}`);
+  }
   if (existsSync(join(dir, 'pytorch_model.bin')) || existsSync(join(dir, 'pytorch_model.bin.index.json'))) {
     throw new DataError(`${dir} has PyTorch pickle weights (pytorch_model.bin), which torch-dpo does not read (unpickling runs code): convert them once with transformers (AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)) or the safetensors convert script`);
   }

@@ -112,7 +112,7 @@ export function storedFloatDtype(path: string): DType | undefined {
  * A parameter on the CPU in the file's dtype is read into directly; otherwise the bytes go through one
  * staging tensor in the file's dtype and copy_ converts (bf16 rounding to nearest even) and moves them.
  */
-async function readTensorInto(target: Tensor, file: string, at: SafetensorsLocation): Promise<void> {
+export async function readTensorInto(target: Tensor, file: string, at: SafetensorsLocation): Promise<void> {
   if (target.device === 'cpu' && target.dtype === at.dtype) {
     await target.readFile_(file, at.offset);
     return;

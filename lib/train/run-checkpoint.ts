@@ -25,12 +25,11 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
   const isMain = rank === 0;
   const partial = partialCheckpointDir(c.output_dir, progress.step, run.parallel?.tag ?? process.pid);
   try {
+    // ZeRO-3 without LoRA: the layers are saved as each rank's slices (under LoRA they are frozen: the adapter is what is saved).
+    const zero = run.policy.info.adapters ? null : run.policy.shardedLayers;
     if (isMain) {
       beginCheckpoint(partial, progress.step);
-      await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.saveTrained(dir));
-    } else if (run.policy.shardedLayers) {
-      // ZeRO-3: rank 0 writes the layers one by one as every rank gathers them.
-      await run.policy.saveTrained(partial, { writes: false });
+      if (!zero) await writeCheckpointWeights(partial, progress.step, (dir) => run.policy.saveTrained(dir));
     }
     // Between the phases of a save, signals are heard (a third Ctrl-C exits here, a second one reports).
     await letPendingSignalsIn();
@@ -39,6 +38,7 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
       if (!existsSync(partial)) {
         throw new ConfigError(`optimizer_sharding: rank ${rank} does not see ${partial}, which rank 0 created: every rank writes its optimizer file into the checkpoint, so output_dir must be one folder shared by all ranks (the same path on shared storage)`);
       }
+      if (zero) await writeCheckpointWeights(partial, progress.step, (dir) => zero.saveShards(run.policy, dir));
       await writeOptimizerState(partial, run.optimizer.stateFile(rank), run.optimizer.stateTensors(), progress.step);
     }
     if (run.optimizer.statePerRank) await run.parallel?.barrier();
