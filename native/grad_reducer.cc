@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <stdexcept>
 
@@ -49,6 +50,15 @@ struct ReducerState {
   // with each graph.
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
 
+  // Seconds spent waiting for bucket collectives (cumulative; what backward did not hide).
+  double waitSeconds = 0;
+
+  void Wait(size_t b) {
+    const auto start = std::chrono::steady_clock::now();
+    works[b]->wait();
+    waitSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
   void Reset() {
     std::fill(ready.begin(), ready.end(), false);
     for (size_t b = 0; b < buckets.size(); ++b) pending[b] = buckets[b].size();
@@ -85,7 +95,7 @@ struct ReducerState {
   // ZeRO-2, under mutex: waits for bucket b, adds this rank's part of the sum into its slice and
   // frees the buffers.
   void Fold(size_t b) {
-    works[b]->wait();
+    Wait(b);
     if (outs[b].defined()) slices[b].add_(outs[b]);
     else slices[b].add_(flats[b].narrow(0, group->rank * chunks[b], chunks[b]));
     // The work keeps its tensors: dropping it (not only our references) frees the bucket's buffer now.
@@ -141,7 +151,7 @@ struct ReducerState {
     }
     while (launched < buckets.size()) Launch(launched++);
     for (size_t b = 0; b < buckets.size(); ++b) {
-      works[b]->wait();
+      Wait(b);
       flats[b].div_(group->size);
       int64_t offset = 0;
       for (size_t i : buckets[b]) {
@@ -225,12 +235,14 @@ class ReducerHandle : public Napi::ObjectWrap<ReducerHandle> {
     return out;
   }
 
-  // stats() → { buckets, launchedInBackward } of the last finish().
+  // stats() → { buckets, launchedInBackward } of the last finish(), and waitSeconds (cumulative).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     std::shared_ptr<ReducerState> state = Checked(info.Env());
     Napi::Object out = Napi::Object::New(info.Env());
     out.Set("buckets", static_cast<double>(state->buckets.size()));
     out.Set("launchedInBackward", static_cast<double>(state->launchedInBackward.load()));
+    std::lock_guard<std::mutex> lock(state->mutex);
+    out.Set("waitSeconds", state->waitSeconds);
     return out;
   }
 

@@ -187,7 +187,7 @@ class GroupHandle : public Napi::ObjectWrap<GroupHandle> {
 
   // shardUnits(units) → Promise<NativeShardedUnits>: ZeRO-3 units of parameters, sharded at rest.
   Napi::Value ShardUnits(const Napi::CallbackInfo& info) {
-    return CreateShardedUnits(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    return CreateShardedUnits(info.Env(), Checked(info.Env()), info.Length() > 0 ? info[0] : info.Env().Undefined(), info.Length() > 1 ? info[1] : info.Env().Undefined());
   }
 
   Napi::Value Barrier(const Napi::CallbackInfo& info) {

@@ -3,12 +3,19 @@
 #include <stdexcept>
 
 #include "addon_state.h"
+#include "dtype.h"
 #include "errors.h"
 #include "tensor_handle.h"
 
 namespace torch_dpo {
 
-ShardedUnits::ShardedUnits(std::shared_ptr<GroupState> group, std::vector<std::vector<at::Tensor>> units) : group_(std::move(group)) {
+namespace {
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+ShardedUnits::ShardedUnits(std::shared_ptr<GroupState> group, std::vector<std::vector<at::Tensor>> units, UnitOptions options) : group_(std::move(group)) {
   at::NoGradGuard noGrad;
   for (auto& params : units) {
     Unit unit;
@@ -27,7 +34,7 @@ ShardedUnits::ShardedUnits(std::shared_ptr<GroupState> group, std::vector<std::v
     unit.shard = flat.narrow(0, group_->rank * unit.chunk, unit.chunk).clone();
     bool trainable = false;
     for (const auto& p : unit.params) trainable = trainable || p.requires_grad();
-    if (trainable) unit.gradShard = at::zeros({unit.chunk}, unit.shard.options());
+    if (trainable && options.grads) unit.gradShard = at::zeros({unit.chunk}, unit.shard.options().dtype(options.gradDtype.value_or(unit.shard.scalar_type())));
     units_.push_back(std::move(unit));
   }
   for (size_t u = 0; u < units_.size(); ++u) Free(u);
@@ -42,8 +49,10 @@ void ShardedUnits::StartGather(Unit& unit) {
   }
 #endif
   // As allGatherSlices: Gloo's allgather is slow on CPU; the slices summed over ranks are the gather.
+  // Summed as bytes: each byte has one nonzero contributor, so the values arrive bit for bit (a float
+  // sum would turn -0 into +0), in any dtype (Gloo in libtorch 1.13 cannot sum bf16).
   unit.buffer.narrow(0, group_->rank * unit.chunk, unit.chunk).copy_(unit.shard);
-  std::vector<at::Tensor> tensors{unit.buffer};
+  std::vector<at::Tensor> tensors{unit.buffer.view(at::kByte)};
   unit.pending = group_->gloo->allreduce(tensors);
 }
 
@@ -71,7 +80,10 @@ void ShardedUnits::Gather(size_t u) {
   if (unit.gathered) return;
   at::NoGradGuard noGrad;
   if (!unit.pending) StartGather(unit);
+  const auto start = std::chrono::steady_clock::now();
   unit.pending->wait();
+  stats_.gatherWaitSeconds += SecondsSince(start);
+  stats_.gathers += 1;
   unit.pending.reset();
   Point(unit, unit.buffer);
   unit.gathered = true;
@@ -95,7 +107,8 @@ void ShardedUnits::ReduceGrads(size_t u) {
   Unit& unit = units_.at(u);
   if (!unit.gradShard.defined()) return;
   at::NoGradGuard noGrad;
-  at::Tensor flat = at::zeros({unit.chunk * group_->size}, unit.shard.options());
+  // In the gradient slices' dtype: bf16 gradients are summed over ranks in fp32.
+  at::Tensor flat = at::zeros({unit.chunk * group_->size}, unit.gradShard.options());
   int64_t offset = 0;
   for (size_t i = 0; i < unit.params.size(); ++i) {
     at::Tensor& grad = unit.params[i].mutable_grad();
@@ -104,17 +117,27 @@ void ShardedUnits::ReduceGrads(size_t u) {
     grad.reset();
     offset += n;
   }
+  const auto start = std::chrono::steady_clock::now();
 #ifdef TORCH_DPO_WITH_NCCL
   if (group_->UsesNccl(flat.device())) {
     at::Tensor mine = at::empty({unit.chunk}, flat.options());
     group_->nccl->_reduce_scatter_base(mine, flat)->wait();
+    stats_.reduceSeconds += SecondsSince(start);
+    stats_.reduces += 1;
     unit.gradShard.add_(mine);
     return;
   }
 #endif
   std::vector<at::Tensor> tensors{flat};
   group_->gloo->allreduce(tensors)->wait();
+  stats_.reduceSeconds += SecondsSince(start);
+  stats_.reduces += 1;
   unit.gradShard.add_(flat.narrow(0, group_->rank * unit.chunk, unit.chunk));
+}
+
+UnitStats ShardedUnits::stats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
 }
 
 void ShardedUnits::Commit(size_t u) {
@@ -168,6 +191,17 @@ class UnitsHandle : public Napi::ObjectWrap<UnitsHandle> {
   Napi::Value Shards(const Napi::CallbackInfo& info) { return List(info, false); }
   Napi::Value GradShards(const Napi::CallbackInfo& info) { return List(info, true); }
 
+  // stats() → { gatherWaitSeconds, gathers, reduceSeconds, reduces }, cumulative.
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    const UnitStats stats = Checked(info.Env())->stats();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("gatherWaitSeconds", stats.gatherWaitSeconds);
+    out.Set("gathers", static_cast<double>(stats.gathers));
+    out.Set("reduceSeconds", stats.reduceSeconds);
+    out.Set("reduces", static_cast<double>(stats.reduces));
+    return out;
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     units_.reset();
     return info.Env().Undefined();
@@ -214,11 +248,23 @@ Napi::Function DefineShardedUnitsClass(Napi::Env env) {
       UnitsHandle::InstanceMethod<&UnitsHandle::Commit>("commit"),
       UnitsHandle::InstanceMethod<&UnitsHandle::Shards>("shards"),
       UnitsHandle::InstanceMethod<&UnitsHandle::GradShards>("gradShards"),
+      UnitsHandle::InstanceMethod<&UnitsHandle::Stats>("stats"),
       UnitsHandle::InstanceMethod<&UnitsHandle::Dispose>("dispose"),
   });
 }
 
-Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& value) {
+Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& value, const Napi::Value& optionsValue) {
+  UnitOptions options;
+  if (optionsValue.IsObject()) {
+    Napi::Object o = optionsValue.As<Napi::Object>();
+    if (o.Has("grads") && !o.Get("grads").IsUndefined()) options.grads = o.Get("grads").ToBoolean().Value();
+    if (o.Has("gradDtype") && o.Get("gradDtype").IsString()) {
+      const std::string name = o.Get("gradDtype").As<Napi::String>().Utf8Value();
+      const auto dtype = ParseDtype(name);
+      if (!dtype) throw Napi::TypeError::New(env, "shardUnits: unknown gradDtype '" + name + "'");
+      options.gradDtype = *dtype;
+    }
+  }
   if (!value.IsArray() || value.As<Napi::Array>().Length() == 0) throw Napi::TypeError::New(env, "shardUnits(units): expected a non-empty array of parameter arrays");
   Napi::Array array = value.As<Napi::Array>();
   std::vector<std::vector<at::Tensor>> units;
@@ -237,8 +283,8 @@ Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group,
   }
   const c10::Device device = units[0][0].device();
   // Sharding copies every parameter: on the device's worker, like any other tensor work.
-  return AddonState::Of(env).WorkerFor(env, device).Submit(env, [group, units]() mutable {
-    auto state = std::make_shared<ShardedUnits>(std::move(group), std::move(units));
+  return AddonState::Of(env).WorkerFor(env, device).Submit(env, [group, units, options]() mutable {
+    auto state = std::make_shared<ShardedUnits>(std::move(group), std::move(units), options);
     return Completer([state](Napi::Env env) mutable -> Napi::Value {
       return AddonState::Of(env).shardedUnitsConstructor.New({Napi::External<std::shared_ptr<ShardedUnits>>::New(env, &state)});
     });

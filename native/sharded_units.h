@@ -8,6 +8,8 @@
 #include <napi.h>
 #include <torch/script.h>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -17,9 +19,26 @@
 
 namespace torch_dpo {
 
+struct UnitOptions {
+  // false: no gradient slices (the fp32 masters of bf16 mixed precision: their gradients are the
+  // working copy's units').
+  bool grads = true;
+  // The gradient slices' dtype, and the dtype of the reduce-scatter (bf16 weights, fp32 gradients).
+  c10::optional<at::ScalarType> gradDtype;
+};
+
+// Where the units' collectives spent time, cumulative: seconds a gather was waited for (a prefetched
+// one that is done costs nothing) and seconds in gradient reduce-scatters (blocking).
+struct UnitStats {
+  double gatherWaitSeconds = 0;
+  int64_t gathers = 0;
+  double reduceSeconds = 0;
+  int64_t reduces = 0;
+};
+
 class ShardedUnits {
  public:
-  ShardedUnits(std::shared_ptr<GroupState> group, std::vector<std::vector<at::Tensor>> units);
+  ShardedUnits(std::shared_ptr<GroupState> group, std::vector<std::vector<at::Tensor>> units, UnitOptions options = {});
 
   // Starts the all-gather of unit u unless it is gathered or on its way (no wait).
   void Prefetch(size_t u);
@@ -38,6 +57,7 @@ class ShardedUnits {
   const at::Tensor& shard(size_t u) const { return units_[u].shard; }
   const at::Tensor& gradShard(size_t u) const { return units_[u].gradShard; }
   int64_t chunk(size_t u) const { return units_[u].chunk; }
+  UnitStats stats();
 
  private:
   struct Unit {
@@ -57,11 +77,13 @@ class ShardedUnits {
   std::shared_ptr<GroupState> group_;
   std::vector<Unit> units_;
   std::mutex mutex_;
+  UnitStats stats_;
 };
 
 Napi::Function DefineShardedUnitsClass(Napi::Env env);
-// group.shardUnits(units: NativeTensor[][]) → Promise<NativeShardedUnits> (the parameters are sharded at once).
-Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& units);
+// group.shardUnits(units: NativeTensor[][], options?: { grads?, gradDtype? }) → Promise<NativeShardedUnits>
+// (the parameters are sharded at once).
+Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& units, const Napi::Value& options);
 // The ShardedUnits of a NativeShardedUnits handle.
 std::shared_ptr<ShardedUnits> ShardedUnitsFromJs(Napi::Value value);
 

@@ -60,7 +60,8 @@ export async function runExport(options: ConfigOptions & { checkpoint: string; o
   const config = loadConfig(options, { report_to: [], reference_free: true });
   const out = await withTrainer('export', config, async (t) => {
     await t.policy.loadTrained(options.checkpoint);
-    return t.exportFinal(options.out, { merge: options.merge, dtype: options.dtype as DType | undefined });
+    // Launched (ZeRO-3): every rank gathers the layers it holds slices of; rank 0 writes.
+    return t.exportFinal(options.out, { merge: options.merge, dtype: options.dtype as DType | undefined, writes: isMainRank() });
   });
   print(`exported to ${out}`);
   return 0;

@@ -1,5 +1,5 @@
 import { ConfigError, DisposedError } from '../errors';
-import { native, type NativeGradReducer, type NativeProcessGroup } from '../native/binding';
+import { native, type NativeGradReducer, type NativeProcessGroup, type ShardUnitsOptions } from '../native/binding';
 import { keep } from '../scope';
 import { settle, Tensor } from '../tensor';
 import { BUCKET_BYTES } from './buckets';
@@ -110,8 +110,8 @@ export class ProcessGroup {
     return new GradReducer(this.handle.gradReducer(params.map((p) => p.handle), options));
   }
   /** ZeRO-3: shards the parameters of each unit at rest (every rank passes the same units, same values). */
-  async shardUnits(units: Tensor[][]): Promise<ShardedUnits> {
-    return new ShardedUnits(await settle('shardUnits', this.handle.shardUnits(units.map((u) => u.map((p) => p.handle)))));
+  async shardUnits(units: Tensor[][], options: ShardUnitsOptions = {}): Promise<ShardedUnits> {
+    return new ShardedUnits(await settle('shardUnits', this.handle.shardUnits(units.map((u) => u.map((p) => p.handle)), options)));
   }
   barrier(): Promise<void> {
     return settle('barrier', this.handle.barrier());
@@ -145,8 +145,8 @@ export class GradReducer {
     return settle('gradient all-reduce', this.handle.finish());
   }
 
-  /** Of the last finish(): buckets, and how many of them backward had already launched (the overlap). */
-  stats(): { buckets: number; launchedInBackward: number } {
+  /** Of the last finish(): buckets, and how many of them backward had already launched (the overlap); seconds waited for buckets (cumulative). */
+  stats(): { buckets: number; launchedInBackward: number; waitSeconds: number } {
     return this.handle.stats();
   }
 

@@ -9,7 +9,6 @@ import { optimizerFile } from '../optim/checkpoint-files';
 import type { Optimizer } from '../optim/optimizer';
 import { bucketIndices } from './buckets';
 import type { GradReducer, ProcessGroup } from './process-group';
-import type { ShardedUnits } from './sharded-units';
 
 /** The part of one parameter this rank owns: elements [start, start + length) of its flat view. */
 interface Piece {
@@ -31,10 +30,15 @@ interface Bucket {
   unit?: number;
 }
 
-/** ZeRO-3: the layers' units and, per unit, its parameters' names, sizes and shapes (in the units' order). */
+/**
+ * ZeRO-3: per unit, its parameters' names, sizes and shapes (in the units' order); this rank's slice
+ * of each unit's values (the update lands there) and of its gradient sum (null: frozen). Under bf16
+ * mixed precision the values are the fp32 masters' slices and the gradients the working copy's.
+ */
 export interface UnitLayout {
-  units: ShardedUnits;
   members: { name: string; numel: number; shape: number[] }[][];
+  shards(): Tensor[];
+  gradShards(): (Tensor | null)[];
 }
 
 /**
@@ -89,7 +93,10 @@ export class ShardedAdamW implements Optimizer {
     const layout: { indices: number[]; unit?: number }[] = this.reducer
       ? this.reducer.layout().map((bucket) => ({ indices: bucket.map((k) => replicated[k]) }))
       : zeroStage >= 2 ? [] : bucketIndices(this.params.map((p) => p.tensor), group.bucketBytes).map((indices) => ({ indices }));
-    layers?.members.forEach((members, unit) => layout.push({ indices: members.map((m) => indexOf(m.name)), unit }));
+    // Units of frozen weights (LoRA's base) are not the optimizer's.
+    const trainable = new Set(this.params.map((p) => p.name));
+    const trainedUnits = (layers?.members ?? []).map((members, unit) => ({ members, unit })).filter(({ members }) => members.some((m) => trainable.has(m.name)));
+    for (const { members, unit } of trainedUnits) layout.push({ indices: members.map((m) => indexOf(m.name)), unit });
     this.buckets = layout.map(({ indices, unit }) => {
       const offsets: number[] = [];
       let total = 0;
@@ -112,8 +119,10 @@ export class ShardedAdamW implements Optimizer {
     // A unit's parameters are empty at rest: their decay follows their real shapes.
     const unitShapes = new Map(layers?.members.flat().map((m) => [m.name, m.shape]) ?? []);
     this.decay = this.pieces.map((piece) => (decays(this.params[piece.param], unitShapes.get(this.params[piece.param].name)) ? 1 : 0));
-    this.gradSlices = [...(this.reducer?.slices() ?? []), ...(layers?.units.gradShards().map((g) => g!) ?? [])];
-    this.unitShards = layers?.units.shards() ?? [];
+    const gradShards = layers?.gradShards() ?? [];
+    this.gradSlices = [...(this.reducer?.slices() ?? []), ...trainedUnits.map(({ unit }) => gradShards[unit]!)];
+    for (const [u, g] of gradShards.entries()) if (!trainedUnits.some((t) => t.unit === u)) g?.dispose();
+    this.unitShards = layers?.shards() ?? [];
   }
 
   get steps(): number {

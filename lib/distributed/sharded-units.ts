@@ -1,5 +1,5 @@
 import { DisposedError } from '../errors';
-import type { NativeShardedUnits } from '../native/binding';
+import type { NativeShardedUnits, UnitCommStats } from '../native/binding';
 import { keep } from '../scope';
 import { settle, Tensor } from '../tensor';
 
@@ -47,6 +47,11 @@ export class ShardedUnits {
   /** This rank's slice of each unit's gradient sum over ranks (null for a frozen unit). */
   gradShards(): (Tensor | null)[] {
     return this.handle.gradShards().map((h) => (h ? keep(new Tensor(h)) : null));
+  }
+
+  /** Cumulative: seconds waited for all-gathers, seconds in gradient reduce-scatters, and their counts. */
+  stats(): UnitCommStats {
+    return this.handle.stats();
   }
 
   dispose(): void {

@@ -152,7 +152,8 @@ export class CausalLM {
   async exportSafetensors(dir: string, options: { dtype?: DType; maxShardSize?: string | number; writes?: boolean } = {}): Promise<void> {
     // With LoRA: the merged model (W + scaling·B·A), never the base beside lora_* tensors. ZeRO-3:
     // one file per layer, each gathered while it is written; every rank walks the plan (writes: rank 0).
-    const view = this.#zero ? this.#zero.exportView(options.writes ?? true) : this.info.adapters ? mergedView(this.module, this.info.adapters) : {};
+    const merged = this.info.adapters ? mergedView(this.module, this.info.adapters) : {};
+    const view = this.#zero ? { ...merged, ...this.#zero.exportView(options.writes ?? true, merged.includes) } : merged;
     await exportSafetensors(this.module, dir, this.config, options.dtype, options.maxShardSize, view);
     if (options.writes ?? true) this.copyCompanionsTo(dir);
   }

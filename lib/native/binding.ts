@@ -97,7 +97,7 @@ export interface NativeProcessGroup {
   /** Hooks on the parameters' gradient accumulators that all-reduce ~25 MB buckets during backward. */
   gradReducer(params: NativeTensor[], options?: { shard?: boolean }): NativeGradReducer;
   /** ZeRO-3: the parameters, in units, sharded at rest (each rank keeps its slice of each unit). */
-  shardUnits(units: NativeTensor[][]): Promise<NativeShardedUnits>;
+  shardUnits(units: NativeTensor[][], options?: ShardUnitsOptions): Promise<NativeShardedUnits>;
   barrier(): Promise<void>;
 }
 
@@ -108,7 +108,7 @@ export interface NativeGradReducer {
   /** Waits for every bucket (launching those backward did not) and writes the averages into the gradients. */
   finish(): Promise<void>;
   /** Of the last finish(): buckets, and how many of them backward had already launched. */
-  stats(): { buckets: number; launchedInBackward: number };
+  stats(): { buckets: number; launchedInBackward: number; waitSeconds: number };
   /** Shard mode (ZeRO-2): this rank's slice of each bucket's gradient sum, accumulated over backwards. */
   slices(): NativeTensor[];
   /** Per bucket, the indices (into the params given) of its parameters, end to end. */
@@ -133,7 +133,22 @@ export interface NativeShardedUnits {
   shards(): NativeTensor[];
   /** This rank's slice of each unit's gradient sum (null for a frozen unit). */
   gradShards(): (NativeTensor | null)[];
+  /** Cumulative: seconds waited for gathers (a finished prefetch costs none) and spent in gradient reduce-scatters. */
+  stats(): UnitCommStats;
   dispose(): void;
+}
+
+export interface UnitCommStats {
+  gatherWaitSeconds: number;
+  gathers: number;
+  reduceSeconds: number;
+  reduces: number;
+}
+
+/** ZeRO-3 units' options: no gradient slices (grads: false), or slices in another dtype (fp32 for bf16 weights). */
+export interface ShardUnitsOptions {
+  grads?: boolean;
+  gradDtype?: DType;
 }
 
 export type OpAttrValue = number | bigint | boolean | string | number[];

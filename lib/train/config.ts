@@ -113,8 +113,6 @@ export const trainerConfigSchema = runOptionsSchema
     if (c.use_peft && c.sync_ref_model) fail('sync_ref_model', 'with use_peft the reference is the model with its adapters off: there is no reference copy to sync');
     if (c.zero_stage === 3) {
       // What stage 3 does not combine with yet, each with the reason.
-      if (c.use_peft) fail('zero_stage', '3 with use_peft is not available yet (the frozen base and the adapters share layer units): use zero_stage: 2');
-      if (c.bf16) fail('zero_stage', '3 with bf16 mixed precision is not available yet (the fp32 masters would need their own units): use zero_stage: 2');
       if (c.sync_ref_model) fail('zero_stage', '3 with sync_ref_model is not available yet (the policy\'s layers are sharded at rest)');
     }
     if (c.judge) {

@@ -3,6 +3,10 @@ import { CausalLM } from '../models/causal-lm';
 import { keep, scope } from '../scope';
 import { runFusedOp, type Tensor } from '../tensor';
 import { bakedDowncastProblem } from '../models/load-model';
+import { noGrad } from '../grad-mode';
+import { ZeroLayers } from '../distributed/zero-layers';
+import type { ProcessGroup } from '../distributed/process-group';
+import type { UnitLayout } from '../distributed/sharded-adamw';
 
 /** Parameter handles owned by the caller (released by dispose), by name. */
 function handles(model: CausalLM): Promise<{ name: string; tensor: Tensor }[]> {
@@ -23,11 +27,15 @@ function handles(model: CausalLM): Promise<{ name: string; tensor: Tensor }[]> {
  * plus 2 for a bf16 gradient while a micro-batch's backward runs; fp32 training takes 16.
  */
 export class MixedPrecision {
+  /** ZeRO-3: the masters' and the working copy's layer units (slice for slice the same layout). */
+  #layers: { master: ZeroLayers; working: ZeroLayers } | null = null;
+
   private constructor(
     /** The bf16 copy forward and backward run on. */
     readonly working: CausalLM,
-    private readonly workingParams: Tensor[],
-    private readonly masterParams: Tensor[],
+    private workingParams: Tensor[],
+    private masterParams: Tensor[],
+    private names: string[],
   ) {}
 
   static async create(master: CausalLM): Promise<MixedPrecision> {
@@ -46,11 +54,40 @@ export class MixedPrecision {
       const workingParams = masters.map((p) => workingByName.get(p.name)!);
       // A deep copy comes without requires_grad: the working weights train where the masters do.
       for (const [i, w] of workingParams.entries()) await w.setRequiresGrad(masters[i].tensor.requiresGrad);
-      return new MixedPrecision(working, workingParams, masters.map((p) => p.tensor));
+      return new MixedPrecision(working, workingParams, masters.map((p) => p.tensor), masters.map((p) => p.name));
     } catch (err) {
       working.dispose();
       throw err;
     }
+  }
+
+  /**
+   * ZeRO-3: the masters' layers sharded in fp32 (values only: they are updated, never computed
+   * with) and the working copy's in bf16 with fp32 gradient slices (each layer's bf16 gradients are
+   * reduce-scattered in fp32 as its backward ends: the accumulation stays fp32). Both use the same
+   * layout, so an update reaches the working slices slice by slice, with no traffic.
+   */
+  async shardLayers(master: CausalLM, group: ProcessGroup): Promise<void> {
+    const masterLayers = await ZeroLayers.shard(master, group, { grads: false });
+    const workingLayers = await ZeroLayers.shard(this.working, group, { gradDtype: 'float32' });
+    this.#layers = { master: masterLayers, working: workingLayers };
+    // The layers' parameters are empty at rest: only the replicated ones stay paired.
+    const inUnits = new Set(masterLayers.members.flat().map((m) => m.name));
+    const keepIt = this.names.map((name) => !inUnits.has(name));
+    for (const [i, kept] of keepIt.entries()) if (!kept) {
+      this.workingParams[i].dispose();
+      this.masterParams[i].dispose();
+    }
+    this.workingParams = this.workingParams.filter((_, i) => keepIt[i]);
+    this.masterParams = this.masterParams.filter((_, i) => keepIt[i]);
+    this.names = this.names.filter((_, i) => keepIt[i]);
+  }
+
+  /** ZeRO-3: what the optimizer updates (the masters' fp32 slices) and reads (the working copy's fp32 gradient slices). */
+  unitLayout(): UnitLayout | null {
+    const layers = this.#layers;
+    if (!layers) return null;
+    return { members: layers.master.members, shards: () => layers.master.shards(), gradShards: () => layers.working.gradShards() };
   }
 
   /** After a micro-batch's backward: its bf16 gradients go into the masters' fp32 gradients. */
@@ -61,6 +98,13 @@ export class MixedPrecision {
   /** After an update (or a restore): the working copy takes the masters' values. */
   async refresh(): Promise<void> {
     await runFusedOp('copy_params', [...this.workingParams, ...this.masterParams]);
+    const layers = this.#layers;
+    if (layers) {
+      await scope(() => noGrad(async () => {
+        const masters = layers.master.shards();
+        for (const [u, slice] of layers.working.shards().entries()) await slice.copy_(masters[u]);
+      }));
+    }
   }
 
   dispose(): void {

@@ -181,7 +181,7 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     if (referenceModel) made.push(referenceModel);
     // ZeRO-3: the policy's layers sharded over the ranks (the reference's once it is kept, below).
     const stage = zeroStageOf(optimizerConfigOf(c));
-    if (stage === 3 && parallel) await ZeroLayers.shard(policy, parallel.group);
+    if (stage === 3 && parallel) await (mixed ? mixed.shardLayers(policy, parallel.group) : ZeroLayers.shard(policy, parallel.group));
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
     const layout = batchLayoutOf(c, tokenizer.padId, policy);
@@ -204,10 +204,11 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
       reference = { kind: 'precomputed', train: trainLogps, eval: evalLogps };
     }
     // A precomputing reference ran whole, once; a kept one is sharded like the policy.
-    if (stage === 3 && parallel && reference.kind === 'model') await ZeroLayers.shard(reference.model, parallel.group);
+    // (Under LoRA the reference is the policy's own sharded layers with the adapters off.)
+    if (stage === 3 && parallel && reference.kind === 'model' && !lora) await ZeroLayers.shard(reference.model, parallel.group);
     const sampler = samplerOf(c, train.pairs, parallel);
     // Handles of parameters the optimizer does not keep (frozen ones) end with this scope.
-    const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null, policy.shardedLayers));
+    const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null, mixed?.unitLayout() ?? policy.shardedLayers));
     made.push(optimizer);
     stopIfAsked();
     return {

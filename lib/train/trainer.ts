@@ -339,14 +339,16 @@ export class DPOTrainer extends EventEmitter {
    */
   async exportFinal(dir: string, options: { merge?: boolean; dtype?: DType; writes?: boolean } = {}): Promise<string> {
     const adapters = this.policy.info.adapters;
-    if (this.policy.shardedLayers) {
-      // ZeRO-3: HF shards, one per layer (rank 0 writes as every rank gathers); no model.pt (the
-      // folder loads into the built-in architecture).
+    if (this.policy.shardedLayers && !(adapters && !options.merge)) {
+      // ZeRO-3: HF shards, one per layer (rank 0 writes as every rank gathers; LoRA merged in while
+      // a layer is gathered); no model.pt (the folder loads into the built-in architecture). A LoRA
+      // adapter alone is replicated: it is written below as in one process.
       if (options.dtype) throw new ConfigError(`export --dtype ${options.dtype}: not with zero_stage 3 in several processes; export the checkpoint from one process`);
       await this.policy.exportSafetensors(dir, { writes: options.writes ?? true });
       if ((options.writes ?? true) && this.config.tokenizer_name_or_path) copyCompanionFiles(this.config.tokenizer_name_or_path, dir);
       return dir;
     }
+    if (options.writes === false) return dir; // a replicated adapter: rank 0 writes it
     if (options.merge && !adapters) throw new ConfigError('export --merge: the model has no LoRA adapters (use_peft is off); a plain export already holds every weight');
     if (adapters && !options.merge && options.dtype) throw new ConfigError(`export --dtype ${options.dtype}: an adapter is written in its own dtype (${adapters.dtype}); --dtype applies with --merge`);
     if (adapters && !options.merge) await this.policy.saveTrained(dir);
