@@ -44,6 +44,11 @@ export function memory(): NativeMemory {
   return native().memory();
 }
 
+/** memory()'s peaks (CPU allocator, CUDA devices) start again from what is allocated now: the peak of one phase. */
+export function resetPeakMemory(): void {
+  native().resetPeakMemory();
+}
+
 /** Returns cached, unused memory to the system: the CPU allocator's blocks and CUDA's cache. */
 export function emptyCache(): void {
   native().emptyCache();

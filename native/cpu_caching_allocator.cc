@@ -25,6 +25,7 @@ constexpr size_t kHeader = kAlignment;
 
 struct BlockHeader {
   size_t classBytes;
+  size_t requestedBytes;  // of the allocation now using the block
 };
 
 // Size classes: multiples of 64 up to 512 bytes, then four per power of two, so a block is at most
@@ -56,7 +57,13 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   CpuAllocatorStats Stats() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return {true, allocated_, peak_, cached_, limit_, hits_, misses_};
+    return {true, allocated_, peak_, requested_, peakRequested_, cached_, limit_, hits_, misses_};
+  }
+
+  void ResetPeak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peak_ = allocated_;
+    peakRequested_ = requested_;
   }
 
   void SetLimit(size_t bytes) {
@@ -90,6 +97,12 @@ class CachingCpuAllocator final : public c10::Allocator {
     size_t classBytes = SizeClass(n);
     void* base = self->TakeCached(classBytes);
     if (!base) base = self->AllocateFresh(classBytes);
+    static_cast<BlockHeader*>(base)->requestedBytes = n;
+    {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      self->requested_ += n;
+      if (self->requested_ > self->peakRequested_) self->peakRequested_ = self->requested_;
+    }
     void* data = static_cast<char*>(base) + kHeader;
     return {data, data, &Free, c10::Device(c10::DeviceType::CPU)};
   }
@@ -139,6 +152,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(self->mutex_);
       self->allocated_ -= blockBytes;
+      self->requested_ -= static_cast<BlockHeader*>(base)->requestedBytes;
       if (self->cached_ + blockBytes <= self->limit_) {
         self->free_.emplace(blockBytes, base);
         self->cached_ += blockBytes;
@@ -154,6 +168,8 @@ class CachingCpuAllocator final : public c10::Allocator {
   size_t cached_ = 0;
   size_t allocated_ = 0;
   size_t peak_ = 0;
+  size_t requested_ = 0;
+  size_t peakRequested_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
 };
@@ -209,8 +225,12 @@ void InstallCachingCpuAllocator() {
 }
 
 CpuAllocatorStats CachingCpuAllocatorStats() {
-  if (!CachingCpuAllocator::instance) return {false, 0, 0, 0, 0, 0, 0};
+  if (!CachingCpuAllocator::instance) return {false, 0, 0, 0, 0, 0, 0, 0, 0};
   return CachingCpuAllocator::instance->Stats();
+}
+
+void ResetCpuPeak() {
+  if (CachingCpuAllocator::instance) CachingCpuAllocator::instance->ResetPeak();
 }
 
 void EmptyCpuCache() {

@@ -12,6 +12,8 @@ struct CpuAllocatorStats {
   bool caching;           // false: TORCH_DPO_CPU_CACHE_LIMIT=0, libtorch's own allocator is in use
   size_t allocatedBytes;  // in tensors now (size classes, not requested bytes)
   size_t peakAllocatedBytes;
+  size_t requestedBytes;  // in tensors now, as requested (what the tensors themselves take)
+  size_t peakRequestedBytes;
   size_t cachedBytes;     // freed, kept for reuse
   size_t cacheLimitBytes;
   uint64_t hits;          // allocations served from the cache
@@ -24,6 +26,9 @@ struct CpuAllocatorStats {
 void InstallCachingCpuAllocator();
 
 CpuAllocatorStats CachingCpuAllocatorStats();
+
+// The peaks start again from what is allocated now (to measure one phase of a run).
+void ResetCpuPeak();
 
 // Returns every cached block to the system; blocks in use are not affected.
 void EmptyCpuCache();

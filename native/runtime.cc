@@ -135,6 +135,8 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   cpu.Set("caching", Napi::Boolean::New(env, cpuStats.caching));
   cpu.Set("allocatedBytes", static_cast<double>(cpuStats.allocatedBytes));
   cpu.Set("peakAllocatedBytes", static_cast<double>(cpuStats.peakAllocatedBytes));
+  cpu.Set("requestedBytes", static_cast<double>(cpuStats.requestedBytes));
+  cpu.Set("peakRequestedBytes", static_cast<double>(cpuStats.peakRequestedBytes));
   cpu.Set("cachedBytes", static_cast<double>(cpuStats.cachedBytes));
   cpu.Set("cacheLimitBytes", static_cast<double>(cpuStats.cacheLimitBytes));
   cpu.Set("cacheHits", static_cast<double>(cpuStats.hits));
@@ -165,6 +167,18 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
 #ifdef TORCH_DPO_WITH_CUDA
   Guarded(info.Env(), [] {
     if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+  });
+#endif
+  return info.Env().Undefined();
+}
+
+// resetPeakMemory(): the CPU allocator's and every CUDA device's peaks start again from now.
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo& info) {
+  ResetCpuPeak();
+#ifdef TORCH_DPO_WITH_CUDA
+  Guarded(info.Env(), [] {
+    if (!torch::cuda::is_available()) return;
+    for (size_t d = 0; d < torch::cuda::device_count(); ++d) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(d));
   });
 #endif
   return info.Env().Undefined();
@@ -225,6 +239,7 @@ void RegisterRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("rngStates", Napi::Function::New<RngStates>(env, "rngStates"));
   exports.Set("setRngStates", Napi::Function::New<SetRngStates>(env, "setRngStates"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
+  exports.Set("resetPeakMemory", Napi::Function::New<ResetPeakMemory>(env, "resetPeakMemory"));
   exports.Set("exitImmediately", Napi::Function::New<ExitImmediately>(env, "exitImmediately"));
   exports.Set("setCpuCacheLimit", Napi::Function::New<SetCpuCacheLimit>(env, "setCpuCacheLimit"));
   exports.Set("showConfig", Napi::Function::New<ShowConfig>(env, "showConfig"));

@@ -52,9 +52,9 @@ ${cachedCalls.join('\n')}
   return container;
 }
 
-/** N(0, std) weights, as HF's _init_weights draws them. */
+/** N(0, std) weights, as HF's _init_weights draws them (scaled in place: no unowned temporary the size of the weight). */
 export function normalInit(shape: number[], std: number): Promise<Tensor> {
-  return noGrad(async () => (await randn(shape)).mul(std));
+  return noGrad(async () => (await randn(shape)).mul_(std));
 }
 
 /**

@@ -167,6 +167,9 @@ export interface NativeCpuMemory {
   /** Bytes in tensors now (size classes), and the most there ever were. */
   allocatedBytes: number;
   peakAllocatedBytes: number;
+  /** Bytes in tensors now as they asked for them (no size-class rounding), and the peak. */
+  requestedBytes: number;
+  peakRequestedBytes: number;
   /** Freed bytes kept for reuse, and the cap on them. */
   cachedBytes: number;
   cacheLimitBytes: number;
@@ -209,6 +212,8 @@ export interface NativeAddon {
   setRngStates(states: Uint8Array[]): void;
   /** Gives cached CPU blocks and cached CUDA memory back to the system. */
   emptyCache(): void;
+  /** The CPU allocator's and the CUDA devices' peaks start again from what is allocated now. */
+  resetPeakMemory(): void;
   /** Caps the bytes the CPU allocator keeps cached (releasing what is above). */
   setCpuCacheLimit(bytes: number): void;
   /** Ends the process at once (no exit handlers, no static destructors) with this code. */
