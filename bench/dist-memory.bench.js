@@ -3,7 +3,7 @@
 // 1 thread each) on a llama-like ~100M model (hidden 768, 12 layers, GQA 12/4, SwiGLU 2048, vocab
 // 32000, tied), fp32, 2 pairs per rank, 3 DPO steps with a live reference. Per rank: peak RSS, the
 // CPU allocator's peak bytes in tensors, and bytes in tensors after the run (weights of policy and
-// reference, gradients, AdamW moments; activations are gone).
+// reference, gradients, AdamW moments; activations are gone); seconds per step in collectives.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -24,8 +24,18 @@ const t = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
   await trainer.train();
   const m = t.memory();
   const steps = trainer.history.filter((r) => r.step_seconds !== undefined).slice(1);
+  // Seconds spent in collectives over the run (3 steps): the layer units' gathers (the wait only: a
+  // finished prefetch costs none) and gradient reduce-scatters (policy and reference), the bucket
+  // reducer's waits, and the optimizer's own reduce-scatter (stage 1) and all-gather after the update.
+  const run = trainer.run;
+  const units = [run.policy.shardedLayers, run.reference.kind === 'model' ? run.reference.model.shardedLayers : null].filter(Boolean).map((z) => z.units.stats());
+  const optimizer = run.optimizer;
+  const comm = {
+    gather: units.reduce((s, u) => s + u.gatherWaitSeconds, 0), reduceScatter: units.reduce((s, u) => s + u.reduceSeconds, 0) + (optimizer.reducer ? optimizer.reducer.stats().waitSeconds : 0) + (optimizer.collectiveSeconds?.reduceScatter ?? 0),
+    allGather: optimizer.collectiveSeconds?.allGather ?? 0,
+  };
   console.log(JSON.stringify({ rank: Number(process.env.RANK), peakRssMB: process.resourceUsage().maxRSS / 1024, peakTensorMB: m.cpu.peakAllocatedBytes / 1e6, tensorsAfterMB: m.cpu.allocatedBytes / 1e6,
-    stepSeconds: steps.reduce((s, r) => s + r.step_seconds, 0) / Math.max(1, steps.length) }));
+    stepSeconds: steps.reduce((s, r) => s + r.step_seconds, 0) / Math.max(1, steps.length), commPerStep: Object.fromEntries(Object.entries(comm).map(([k, v]) => [k, v / 3])) }));
   trainer.dispose();
 })().catch((e) => { console.error(e); process.exit(1); });`;
 
@@ -34,14 +44,15 @@ const t = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
   const rows = Array.from({ length: 32 }, (_, i) => ({ prompt: `w${10 + (i % 20)} w${11 + (i % 7)} w12 w13`, chosen: ` w3 w${4 + (i % 3)} w20 w21 w22`, rejected: ` w5 w${7 + (i % 4)} w30 w31` }));
   fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
   console.log('\nZeRO stages, 2 ranks × 1 thread (Gloo), llama-like 100M (tied, fp32), 2 pairs per rank, live reference; per rank (max of the two)');
-  console.log('| stage | peak RSS | peak bytes in tensors | bytes in tensors after the run | step |\n|---|---|---|---|---|');
+  console.log('| stage | peak RSS | peak bytes in tensors | bytes in tensors after the run | step | waiting for layer gathers | gradient reduce-scatters | all-gather after the update |\n|---|---|---|---|---|---|---|---|');
   for (const stage of [0, 1, 2, 3]) {
     const run = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', process.execPath, '-e', WORKER(dir, stage)],
       { encoding: 'utf8', env: { ...process.env, TORCH_DPO_NUM_THREADS: '1' } });
     if (run.status !== 0) throw new Error(run.stderr);
     const ranks = run.stdout.trim().split('\n').map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, '')));
     const max = (key) => Math.max(...ranks.map((r) => r[key]));
-    console.log(`| ${stage} | ${(max('peakRssMB') / 1024).toFixed(2)} GiB | ${(max('peakTensorMB') / 1024).toFixed(2)} GB | ${(max('tensorsAfterMB') / 1024).toFixed(2)} GB | ${max('stepSeconds').toFixed(1)} s |`);
+    const comm = (key) => `${Math.max(...ranks.map((r) => r.commPerStep[key])).toFixed(2)} s`;
+    console.log(`| ${stage} | ${(max('peakRssMB') / 1024).toFixed(2)} GiB | ${(max('peakTensorMB') / 1024).toFixed(2)} GB | ${(max('tensorsAfterMB') / 1024).toFixed(2)} GB | ${max('stepSeconds').toFixed(1)} s | ${comm('gather')} | ${comm('reduceScatter')} | ${comm('allGather')} |`);
   }
   fs.rmSync(dir, { recursive: true, force: true });
 })().catch((err) => {

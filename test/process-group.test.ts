@@ -89,7 +89,8 @@ describe('c10d process group (Gloo, 2 processes on 127.0.0.1)', () => {
       // [r, r, r, r] end to end: rank 0 owns elements 0-1, rank 1 elements 2-3.
       expect(r.owned).toEqual([[0, 0], [1, 1]]);
       expect(r.mixed).toMatch(/one dtype/);
-      expect(r.reduced).toEqual({ grad: [1.5, 1.5, 1.5], buckets: 1, launchedInBackward: 1, unarmed: 0, big: { grads: [[1.5, 1.5], [4.5, 4.5]], buckets: 2, launchedInBackward: 2 } });
+      const waited = expect.any(Number); // seconds blocked on buckets (stats().waitSeconds)
+      expect(r.reduced).toEqual({ grad: [1.5, 1.5, 1.5], buckets: 1, launchedInBackward: 1, unarmed: 0, waitSeconds: waited, big: { grads: [[1.5, 1.5], [4.5, 4.5]], buckets: 2, launchedInBackward: 2, waitSeconds: waited } });
     }
     // Sum over ranks of [1..6]·(rank+1) = [3, 6, 9, 12, 15, 18]; rank 0 keeps the first half.
     expect(a.scattered).toEqual([3, 6, 9]);

@@ -73,6 +73,8 @@ export class ShardedAdamW implements Optimizer {
   private readonly unitShards: Tensor[];
   lr: number;
   readonly statePerRank = true;
+  /** Seconds this optimizer waited for its own collectives (cumulative): stage 1's reduce-scatter, the all-gather after an update. */
+  readonly collectiveSeconds = { reduceScatter: 0, allGather: 0 };
 
   constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup, readonly zeroStage: 1 | 2 | 3 = 1, layers: UnitLayout | null = null) {
     // The optimizer owns the handles it keeps (released by dispose), whatever scope made them.
@@ -208,7 +210,7 @@ export class ShardedAdamW implements Optimizer {
             const first = this.params[bucket.params[0]].tensor;
             this.gradSlices[b] ??= keep(await zeros([bucket.slice], { dtype: first.dtype, device: first.device }));
             const parts = await Promise.all(bucket.params.map(async (i) => grads[i] ?? (await zeros(this.params[i].tensor.shape, { dtype: first.dtype, device: first.device }))));
-            await this.group.reduceScatter(parts, 'avg', this.gradSlices[b]);
+            await this.timed('reduceScatter', this.group.reduceScatter(parts, 'avg', this.gradSlices[b]));
           }
         });
       });
@@ -242,9 +244,15 @@ export class ShardedAdamW implements Optimizer {
       await runFusedOp('adamw_step', [...pick(this.views), ...pick(this.expAvg), ...pick(this.expAvgSq), ...pick(this.gradViews)], {
         ...adamwAttrs(this.options, this.lr, this.stepCount), decay: owned.map(({ k }) => this.decay[k]), explicit_grads: true,
       });
-      for (const bucket of this.buckets.filter((b) => b.unit === undefined)) await this.group.allGatherSlices(bucket.params.map((i) => this.params[i].tensor));
+      for (const bucket of this.buckets.filter((b) => b.unit === undefined)) await this.timed('allGather', this.group.allGatherSlices(bucket.params.map((i) => this.params[i].tensor)));
     });
     this.reduced = false;
+  }
+
+  private async timed(kind: keyof ShardedAdamW['collectiveSeconds'], collective: Promise<unknown>): Promise<void> {
+    const start = process.hrtime.bigint();
+    await collective;
+    this.collectiveSeconds[kind] += Number(process.hrtime.bigint() - start) / 1e9;
   }
 
   /** The parameters the reducer covers, in the order it was given them. */

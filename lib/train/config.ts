@@ -111,10 +111,6 @@ export const trainerConfigSchema = runOptionsSchema
     if (c.ref_model && c.use_peft) fail('ref_model', 'with use_peft the reference is the model with its adapters off; drop ref_model (or use_peft)');
     if (c.ref_model && c.reference_free) fail('ref_model', 'reference_free uses no reference; drop one of them');
     if (c.use_peft && c.sync_ref_model) fail('sync_ref_model', 'with use_peft the reference is the model with its adapters off: there is no reference copy to sync');
-    if (c.zero_stage === 3) {
-      // What stage 3 does not combine with yet, each with the reason.
-      if (c.sync_ref_model) fail('zero_stage', '3 with sync_ref_model is not available yet (the policy\'s layers are sharded at rest)');
-    }
     if (c.judge) {
       if (!c.model_name_or_path) fail('model_name_or_path', 'iterative DPO (judge) starts from a model folder: set model_name_or_path');
       if (c.precompute_ref_log_probs) fail('precompute_ref_log_probs', 'iterative DPO (judge) trains on new pairs every round: the reference runs live');

@@ -5,6 +5,7 @@ import { collate, disposeBatch, type CollateOptions } from '../data/collate';
 import type { TokenizedPair } from '../data/tokenize-pairs';
 import { noGrad } from '../grad-mode';
 import { scope } from '../scope';
+import { UsageError } from '../errors';
 import type { CausalLM } from '../models/causal-lm';
 import type { DataParallel } from '../distributed/data-parallel';
 import { batchLogps, type BatchReference, type FusedLinearChoice } from './dpo-step';
@@ -107,12 +108,23 @@ export function syncReference(policy: CausalLM, reference: CausalLM, alpha: numb
 
 async function mix(policy: CausalLM, reference: CausalLM, alpha: number): Promise<void> {
   const refs = new Map((await reference.namedParameters()).map((p) => [p.name, p.tensor]));
+  // ZeRO-3: the layers are empty at rest (no-ops above); both models' units share one layout, so each
+  // rank mixes its own slices, with no traffic.
+  const [from, to] = [policy.shardedLayers, reference.shardedLayers];
+  if (!from !== !to) throw new UsageError('syncReference: the policy and the reference must both be ZeRO-3 sharded, or neither');
   await noGrad(async () => {
     for (const p of await policy.namedParameters()) {
       const r = refs.get(p.name);
       if (!r) continue;
       await r.mul_(1 - alpha);
       await r.add_(p.tensor, alpha);
+    }
+    if (from && to) {
+      const slices = from.shards();
+      for (const [u, slice] of to.shards().entries()) {
+        await slice.mul_(1 - alpha);
+        await slice.add_(slices[u], alpha);
+      }
     }
   });
 }
