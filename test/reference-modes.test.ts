@@ -65,6 +65,17 @@ describe('reference modes', () => {
     [plain, synced].forEach((x) => x.t.dispose());
   });
 
+  it('TR-DPO: a checkpoint keeps the synced reference (ref_model/), so a resume after a sync continues exactly', async () => {
+    const dir = workspace(24);
+    const tr = (extra: Partial<TrainerConfigInput>) => config(dir, { sync_ref_model: true, ref_model_sync_steps: 2, ref_model_mixup_alpha: 0.5, lr_scheduler_type: 'constant', max_steps: 6, save_steps: 3, report_to: [], ...extra });
+    const straight = await trained(tr({ output_dir: join(dir, 'straight') }));
+    (await trained(tr({ output_dir: join(dir, 'split'), max_steps: 3 }))).t.dispose(); // releases output_dir
+    expect(existsSync(join(dir, 'split', 'checkpoint-3', 'ref_model', 'model.safetensors'))).toBe(true);
+    const resumed = await trained(tr({ output_dir: join(dir, 'split'), resume_from_checkpoint: true }));
+    expect(resumed.result.history.map((r) => r.loss)).toEqual(straight.result.history.map((r) => r.loss));
+    [straight, resumed].forEach((x) => x.t.dispose());
+  });
+
   it('exports the final model as safetensors, tokenizer and TorchScript that load back', async () => {
     const dir = workspace(8);
     const { t } = await trained(config(dir, { max_steps: 2, dtype: undefined }));

@@ -235,17 +235,23 @@ describe('ZeRO stage 3 (launch, 2 ranks, Gloo)', () => {
     expect([...a.keys()].some((n) => n.includes('lora_'))).toBe(false);
     expect(worstDiff(a, b)).toBeLessThan(1e-10);
   });
-  it('TR-DPO: the sharded reference mixes in the policy slice by slice: ≡ 1 × 8', async () => {
+  it('TR-DPO: the sharded reference mixes in the policy slice by slice: ≡ 1 × 8; its slices are checkpointed, resume ≡ straight', async () => {
     const { dir, config } = project();
     const model = join(dir, 'model');
     mkdirSync(model);
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) writeFileSync(join(model, f), readFileSync(join(MODEL, f)));
-    const sync = ['--set', `model_name_or_path=${model}`, '--set', 'max_steps=6', '--set', 'save_strategy=no', '--set', 'sync_ref_model=true', '--set', 'ref_model_sync_steps=2', '--set', 'ref_model_mixup_alpha=0.5'];
+    const sync = ['--set', `model_name_or_path=${model}`, '--set', 'max_steps=6', '--set', 'save_steps=3', '--set', 'sync_ref_model=true', '--set', 'ref_model_sync_steps=2', '--set', 'ref_model_mixup_alpha=0.5'];
     succeeded(spawnSync(process.execPath, [CLI, 'train', '--config', config, ...sync, '--set', `output_dir=${join(dir, 'one')}`, '--set', 'per_device_train_batch_size=8'], { encoding: 'utf8' }));
-    succeeded(spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', 'train', '--config', config, ...sync,
-      '--set', `output_dir=${join(dir, 'three')}`, '--set', 'per_device_train_batch_size=2', '--set', 'gradient_accumulation_steps=2', '--set', 'zero_stage=3'], { encoding: 'utf8' }));
+    const launch = async (...extra: string[]) => spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', 'train', '--config', config, ...sync,
+      '--set', 'per_device_train_batch_size=2', '--set', 'gradient_accumulation_steps=2', '--set', 'zero_stage=3', ...extra], { encoding: 'utf8' });
+    succeeded(await launch('--set', `output_dir=${join(dir, 'three')}`));
     const [one, three] = [records(join(dir, 'one', 'metrics.jsonl')), records(join(dir, 'three', 'metrics.jsonl'))];
     // (A sync that missed the layers' slices would leave the reference's layers behind: losses from step 3 on would differ.)
     close(one.map((r) => r.loss), three.map((r) => r.loss));
+    // The synced reference's slices are in the checkpoint: a resume at step 3 (after the sync at 2) continues exactly.
+    expect(readdirSync(join(dir, 'three', 'checkpoint-3', 'ref_model')).filter((f) => f.startsWith('zero3-')).sort()).toEqual(['zero3-rank-0-of-2.safetensors', 'zero3-rank-1-of-2.safetensors', 'zero3-replicated.safetensors']);
+    succeeded(await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'max_steps=3'));
+    succeeded(await launch('--set', `output_dir=${join(dir, 'split')}`, '--set', 'resume_from_checkpoint=true'));
+    expect(records(join(dir, 'split', 'metrics.jsonl')).map((r) => r.loss)).toEqual(three.map((r) => r.loss));
   });
 });

@@ -204,7 +204,15 @@ export async function finishCheckpoint(
 
 function writeManifest(dir: string, step: number): void {
   const files: Record<string, number> = {};
-  for (const name of readdirSync(dir).sort()) files[name] = statSync(join(dir, name)).size;
+  // Files of subfolders too (TR-DPO's ref_model/), by their relative path.
+  const walk = (relative: string) => {
+    for (const name of readdirSync(join(dir, relative)).sort()) {
+      const path = relative ? `${relative}/${name}` : name;
+      if (statSync(join(dir, path)).isDirectory()) walk(path);
+      else files[path] = statSync(join(dir, path)).size;
+    }
+  };
+  walk('');
   const manifest: Manifest = { version: 1, step, files };
   const path = join(dir, MANIFEST);
   fileAction('write', path, () => writeFileAtomic(path, `${JSON.stringify(manifest, null, 1)}\n`), `at step ${step}`);

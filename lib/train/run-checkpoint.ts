@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../errors';
+import { ConfigError, DataError } from '../errors';
+import type { CausalLM } from '../models/causal-lm';
 import { abandonCheckpoint, beginCheckpoint, finishCheckpoint, partialCheckpointDir, readCheckpoint, readOptimizerState, writeCheckpointWeights, writeOptimizerState, type TorchDpoState } from './checkpoint';
 import { letPendingSignalsIn } from '../event-loop-turns';
 import { hfTrainerState } from './hf-trainer-state';
@@ -34,6 +35,15 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
     // Between the phases of a save, signals are heard (a third Ctrl-C exits here, a second one reports).
     await letPendingSignalsIn();
     if (run.optimizer.statePerRank) await run.parallel?.barrier();
+    // TR-DPO: the synced reference is part of the run's state (a resume must not restart it from the initial model).
+    const synced = syncedReference(run);
+    if (synced?.shardedLayers) {
+      // (Stage 3: every rank has passed the barrier above, after rank 0 created the folder.)
+      mkdirSync(join(partial, REFERENCE_DIR), { recursive: true });
+      await writeCheckpointWeights(partial, progress.step, (dir) => synced.shardedLayers!.saveShards(synced, join(dir, REFERENCE_DIR)));
+    } else if (synced && isMain) {
+      await writeCheckpointWeights(partial, progress.step, (dir) => synced.exportSafetensors(join(dir, REFERENCE_DIR)));
+    }
     if (isMain || run.optimizer.statePerRank) {
       if (!existsSync(partial)) {
         throw new ConfigError(`optimizer_sharding: rank ${rank} does not see ${partial}, which rank 0 created: every rank writes its optimizer file into the checkpoint, so output_dir must be one folder shared by all ranks (the same path on shared storage)`);
@@ -49,6 +59,14 @@ export async function saveRunCheckpoint(run: RunParts, progress: RunProgress): P
     throw err;
   }
   return join(c.output_dir, `checkpoint-${progress.step}`);
+}
+
+/** Where a checkpoint keeps TR-DPO's reference (an HF folder, or ZeRO-3 slices). */
+export const REFERENCE_DIR = 'ref_model';
+
+/** The reference a run keeps changing (TR-DPO's sync_ref_model), if any. */
+function syncedReference(run: RunParts): CausalLM | null {
+  return run.config.sync_ref_model && run.reference.kind === 'model' ? run.reference.model : null;
 }
 
 function runState(run: RunParts, progress: RunProgress): Omit<TorchDpoState, 'version' | 'rng'> {
@@ -82,6 +100,12 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
   }
   await run.policy.loadTrained(path); // the checkpoint folder: weights (one file, or shards with their index) or the adapter
   await run.mixed?.refresh(); // the bf16 working copy follows the restored fp32 masters
+  const synced = syncedReference(run);
+  if (synced) {
+    const saved = join(path, REFERENCE_DIR);
+    if (!existsSync(saved)) throw new DataError(`${path} has no ${REFERENCE_DIR}/ (written before torch-dpo saved TR-DPO's synced reference): resume it with sync_ref_model off, or start again`);
+    await synced.loadTrained(saved);
+  }
   const file = run.optimizer.stateFile(rank);
   const tensors = readOptimizerState(path, file);
   try {
