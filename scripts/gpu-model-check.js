@@ -134,22 +134,24 @@ async function generationGaps(t) {
   return { greedy: differ(cached, plain), sampled: differ(batched, alone) };
 }
 
-// ZeRO-3 units on CUDA (NCCL all-gather / reduce-scatter, set_data into CUDA buffers), one rank.
-async function zero3Gaps(t, device = 'cuda') {
+// ZeRO-3 units on CUDA (NCCL all-gather / reduce-scatter, set_data into CUDA buffers), one rank. In
+// bf16 the units' gradient slices are fp32 (bf16 mixed precision's working copy): they must hold the
+// plain bf16 model's gradients exactly.
+async function zero3Gaps(t, device = 'cuda', dtype = 'float32') {
   Object.assign(process.env, { RANK: '0', LOCAL_RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(29400 + Math.floor(Math.random() * 500)) });
   const group = await t.ProcessGroup.init(t.distributedEnv(), { timeoutMs: 60000 });
   const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
   const load = async () => {
-    const m = await t.createModel('qwen3', config, { init: false, dtype: 'float32', device });
+    const m = await t.createModel('qwen3', config, { init: false, dtype, device });
     await m.loadSafetensors(FIXTURE);
     await m.eval();
     return m;
   };
   const [plain, sharded] = [await load(), await load()];
-  const zero = await t.ZeroLayers.shard(sharded, group);
+  const zero = await t.ZeroLayers.shard(sharded, group, dtype === 'bfloat16' ? { gradDtype: 'float32' } : {});
   const ids = await (await t.randint(0, config.vocab_size, [2, 12])).to(device);
   const mask = await t.ones([2, 12], { dtype: 'int64', device });
-  const lossOf = async (m) => (await (await m.forward(ids, mask)).logsumexp(2)).mean();
+  const lossOf = async (m) => (await (await (await m.forward(ids, mask)).to('float32')).logsumexp(2)).mean();
   const [a, b] = [await lossOf(plain), await lossOf(sharded)];
   await a.backward();
   await b.backward();
@@ -157,7 +159,7 @@ async function zero3Gaps(t, device = 'cuda') {
   let grads = 0;
   for (const [u, members] of zero.members.entries()) {
     const flat = [];
-    for (const m of members) flat.push(...Array.from(await (await (await named.find((p) => p.name === m.name).tensor.grad()).to('cpu')).toTypedArray()));
+    for (const m of members) flat.push(...Array.from(await (await (await named.find((p) => p.name === m.name).tensor.grad()).to({ dtype: 'float32', device: 'cpu' })).toTypedArray()));
     const got = Array.from(await (await zero.units.gradShards()[u].to('cpu')).toTypedArray());
     grads = Math.max(grads, maxAbsDiff(flat, got.slice(0, flat.length)));
   }
@@ -198,6 +200,9 @@ async function compare() {
   const zero3 = await zero3Gaps(t);
   report('qwen3 fp32 cuda ZeRO-3 (NCCL, 1 rank): sharded vs plain loss', zero3.loss, 1e-5);
   report('qwen3 fp32 cuda ZeRO-3 (NCCL, 1 rank): sharded vs plain layer gradients', zero3.grads, 1e-4);
+  const zero3bf16 = await zero3Gaps(t, 'cuda', 'bfloat16');
+  report('qwen3 bf16 cuda ZeRO-3 (NCCL, 1 rank, fp32 gradient slices): sharded vs plain loss', zero3bf16.loss, 1e-3);
+  report('qwen3 bf16 cuda ZeRO-3 (NCCL, 1 rank, fp32 gradient slices): sharded vs plain layer gradients', zero3bf16.grads, 1e-3);
   return failed;
 }
 
@@ -228,7 +233,7 @@ async function throughput(implementation) {
 
 if (process.argv[2] === '--zero3-cpu') {
   // A dry run of the ZeRO-3 check on the CPU (Gloo), for machines without a GPU.
-  zero3Gaps(require('../dist'), 'cpu').then((r) => console.log(JSON.stringify(r))).catch((err) => { console.error(err); process.exit(1); });
+  zero3Gaps(require('../dist'), 'cpu', process.argv[3] ?? 'float32').then((r) => console.log(JSON.stringify(r))).catch((err) => { console.error(err); process.exit(1); });
 } else if (process.argv[2] === '--throughput') {
   throughput(process.argv[3]).catch((err) => { console.error(err); process.exit(1); });
 } else {
