@@ -155,6 +155,7 @@ async function zero3Gaps(t, device = 'cuda', dtype = 'float32') {
   const [a, b] = [await lossOf(plain), await lossOf(sharded)];
   await a.backward();
   await b.backward();
+  await zero.finishMicroBatch(); // the outer unit's gradients (embeddings, norm, head) into its slice
   const named = await plain.namedParameters();
   let grads = 0;
   for (const [u, members] of zero.members.entries()) {

@@ -38,6 +38,9 @@ const SCRIPT = `const t = require(${JSON.stringify(join(__dirname, '..', 'dist')
   for (const q of mine) {
     const l = await (await loss(sharded, [2 * q, 2])).mul(0.5);
     await l.backward();
+    // The outer unit (embeddings, final norm, head) stays gathered through backward; then its
+    // gradients are reduce-scattered and it is freed (what the optimizer does after a micro-batch).
+    await zero.finishMicroBatch();
     shardedLoss += await l.item();
   }
   const grads = units.gradShards();
@@ -57,13 +60,14 @@ const SCRIPT = `const t = require(${JSON.stringify(join(__dirname, '..', 'dist')
   const stillEmpty = unitParams.flat().every((p) => p.tensor.numel === 0);
   const noGrads = (await Promise.all(unitParams.flat().map((p) => p.tensor.grad()))).every((g) => g === null);
   const shardNumel = units.shards().reduce((n, s) => n + s.numel, 0);
-  const plainLayers = plainNamed.filter((p) => p.name.startsWith('transformer.h.')).reduce((n, p) => n + p.tensor.numel, 0);
-  console.log(JSON.stringify({ rank: group.rank, maxDiff, emptyAtRest, stillEmpty, noGrads, shardNumel, plainLayers, plainLoss, shardedLoss }));
+  const plainLayers = plainNamed.reduce((n, p) => n + p.tensor.numel, 0);
+  const outerNames = zero.members[zero.outer].map((m) => m.name).sort();
+  console.log(JSON.stringify({ rank: group.rank, maxDiff, emptyAtRest, stillEmpty, noGrads, shardNumel, plainLayers, plainLoss, shardedLoss, outerNames, units: zero.members.length }));
   group.dispose();
 })().catch((e) => { console.error(e); process.exit(1); });`;
 
 describe('ZeRO-3 units (launch, 2 ranks, Gloo)', () => {
-  it('layers sharded at rest, gathered only inside their checkpointed calls; gradient slices equal the unsharded gradients', async () => {
+  it('layers and the outer unit sharded at rest, gathered only while they compute; gradient slices equal the unsharded gradients', async () => {
     const run = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', process.execPath, '-e', SCRIPT], { encoding: 'utf8' });
     expect({ status: run.status, stderr: run.status === 0 ? '' : run.stderr }).toEqual({ status: 0, stderr: '' });
     const rows = run.stdout.trim().split('\n').map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, ''))).sort((a, b) => a.rank - b.rank);
@@ -73,7 +77,10 @@ describe('ZeRO-3 units (launch, 2 ranks, Gloo)', () => {
       expect(r.stillEmpty).toBe(true);
       expect(r.noGrads).toBe(true);
       expect(r.maxDiff).toBeLessThan(1e-12);
-      expect(r.shardNumel).toBeLessThanOrEqual(Math.ceil(r.plainLayers / 2) + 3);
+      expect(r.shardNumel).toBeLessThanOrEqual(Math.ceil(r.plainLayers / 2) + 4);
+      // 3 layers and the outer unit (GPT-2's tied head is wte, listed once).
+      expect(r.units).toBe(4);
+      expect(r.outerNames).toEqual(['transformer.ln_f.bias', 'transformer.ln_f.weight', 'transformer.wpe.weight', 'transformer.wte.weight']);
     }
     // The two ranks' losses add up to plain's.
     expect(Math.abs(rows[0].shardedLoss + rows[1].shardedLoss - 2 * rows[0].plainLoss)).toBeLessThan(1e-12);

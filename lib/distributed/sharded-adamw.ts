@@ -39,6 +39,10 @@ export interface UnitLayout {
   members: { name: string; numel: number; shape: number[] }[][];
   shards(): Tensor[];
   gradShards(): (Tensor | null)[];
+  /** After each micro-batch's backward: what is still gathered reduces its gradients and is freed. */
+  finishMicroBatch(): Promise<void>;
+  /** Before the slices are written: nothing stays gathered (a gathered copy would go stale). */
+  release(): Promise<void>;
 }
 
 /**
@@ -76,7 +80,7 @@ export class ShardedAdamW implements Optimizer {
   /** Seconds this optimizer waited for its own collectives (cumulative): stage 1's reduce-scatter, the all-gather after an update. */
   readonly collectiveSeconds = { reduceScatter: 0, allGather: 0 };
 
-  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup, readonly zeroStage: 1 | 2 | 3 = 1, layers: UnitLayout | null = null) {
+  constructor(params: NamedTensor[], private readonly options: AdamWOptions, private readonly group: ProcessGroup, readonly zeroStage: 1 | 2 | 3 = 1, private readonly layers: UnitLayout | null = null) {
     // The optimizer owns the handles it keeps (released by dispose), whatever scope made them.
     this.params = params.filter((p) => p.tensor.requiresGrad).map((p) => ({ ...p, tensor: keep(p.tensor) }));
     this.lr = options.lr;
@@ -161,9 +165,10 @@ export class ShardedAdamW implements Optimizer {
     this.reducer?.arm();
   }
 
-  /** Stage 2: the buckets backward did not finish, and every bucket's sum folded into this rank's slices. */
+  /** Stage 2: the buckets backward did not finish, and every bucket's sum folded into this rank's slices; stage 3 also the outer unit's. */
   async afterMicroBatch(): Promise<void> {
     await this.reducer?.finish();
+    await this.layers?.finishMicroBatch();
   }
 
   reduceAndClip(maxNorm: number | undefined): Promise<number> {
@@ -236,6 +241,7 @@ export class ShardedAdamW implements Optimizer {
   /** Updates this rank's slice with AdamW, then every rank gathers the full parameters. */
   async step(): Promise<void> {
     if (!this.reduced) throw new UsageError('ShardedAdamW.step: call reduceGradients() first');
+    await this.layers?.release();
     await this.ensureState();
     this.stepCount += 1;
     const owned = this.pieces.map((piece, k) => ({ piece, k })).filter(({ piece }) => this.hasGrad[piece.param]);

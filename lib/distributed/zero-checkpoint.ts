@@ -11,10 +11,11 @@ import type { Tensor } from '../tensor';
 import { empty } from '../tensor-functions';
 
 /**
- * ZeRO-3 checkpoint files: every rank writes its own slice of every layer unit (no gather, no
- * traffic: a save costs each rank 1/world size of the layers), rank 0 the replicated weights. Like
- * DeepSpeed's checkpoints they are not an HF folder; `torch-dpo export` writes one (launched: layer
- * by layer as every rank gathers; in one process: the slices are joined unit by unit).
+ * ZeRO-3 checkpoint files: every rank writes its own slice of every unit (no gather, no traffic: a
+ * save costs each rank 1/world size of the weights), rank 0 the weights in no unit (none for the
+ * built-in models) with the world size. Like DeepSpeed's checkpoints they are not an HF folder;
+ * `torch-dpo export` writes one (launched: unit by unit as every rank gathers; in one process: the
+ * slices are joined unit by unit).
  */
 export const REPLICATED_FILE = ZERO3_REPLICATED_FILE;
 export const zeroShardFile = (rank: number, size: number) => `zero3-rank-${rank}-of-${size}.safetensors`;

@@ -107,6 +107,7 @@ export class CausalLM {
   /** `prepare` (prepare_layers or prepare_packed_layers), each layer checkpointed, finish_layers. */
   private async hiddenByLayers(prepare: string, inputs: Tensor[]): Promise<Tensor> {
     const { prefix, count } = this.info.layers!;
+    await this.#zero?.gatherOuter(); // ZeRO-3: the embeddings (and head) for this forward
     const [first, ...rest] = (await this.module.run(prepare, inputs)) as Tensor[];
     let x = first;
     const units = this.#zero?.units;
@@ -277,6 +278,11 @@ class AdaptersOffView extends CausalLM {
 
   override forwardHiddenPacked(packed: PackedTensors): Promise<Tensor> {
     return this.withAdaptersOff(() => this.owner.forwardHiddenPacked(packed));
+  }
+
+  /** ZeRO-3: the owner's units (the view computes with them). */
+  override get shardedLayers(): ZeroLayers | null {
+    return this.owner.shardedLayers;
   }
 
   /** The base model's parameters (what a reference cache key hashes). */

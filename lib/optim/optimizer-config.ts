@@ -28,7 +28,7 @@ export const optimizerConfigSchema = z
     optimizer_sharding: z.boolean().default(false)
       .describe('ZeRO stage 1 with several ranks: each keeps AdamW moments for 1/world size of the parameters (output_dir must be shared storage); the same as zero_stage: 1.'),
     zero_stage: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(0)
-      .describe("ZeRO stage with several ranks (DeepSpeed's numbering): 1 shards AdamW moments, 2 also gradients (reduce-scattered bucket by bucket during backward, released at once), 3 also the decoder layers' weights (built-in architectures; each layer gathered only while it computes, checkpointed; embeddings and head replicated)."),
+      .describe("ZeRO stage with several ranks (DeepSpeed's numbering): 1 shards AdamW moments, 2 also gradients (reduce-scattered bucket by bucket during backward, released at once), 3 also the weights (built-in architectures; one unit per decoder layer, gathered only while it computes, checkpointed, and one for embeddings, final norm and head)."),
   })
   .strict();
 

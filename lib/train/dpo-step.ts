@@ -1,5 +1,5 @@
 import type { PreferenceBatch } from '../data/collate';
-import { noGrad } from '../grad-mode';
+import { isGradEnabled, noGrad } from '../grad-mode';
 import { scope } from '../scope';
 import type { DpoLossConfig } from '../loss/dpo-config';
 import { dpoLoss, type DpoLossInputs, type DpoMetrics } from '../loss/dpo-loss';
@@ -39,6 +39,14 @@ function usesFusedLinear(choice: FusedLinearChoice, rows: number, length: number
  * else from logits.
  */
 export async function batchLogps(model: CausalLM, batch: PreferenceBatch, request: LogpsRequest): Promise<SequenceLogpsResult> {
+  const result = await logpsOf(model, batch, request);
+  // ZeRO-3: a forward without backward (reference, evaluation) is done with the outer unit now; a
+  // training forward keeps it for its backward (the optimizer frees it after the micro-batch).
+  if (!isGradEnabled()) await model.shardedLayers?.release();
+  return result;
+}
+
+async function logpsOf(model: CausalLM, batch: PreferenceBatch, request: LogpsRequest): Promise<SequenceLogpsResult> {
   // Non-finite values flow through: the trainer skips and counts such steps.
   const options = { tokenLogps: request.tokenLogps, wpo: request.wpo, metrics: request.metrics, allowNonFinite: true };
   const [N, L] = batch.inputIds.shape;

@@ -87,19 +87,25 @@ export class MixedPrecision {
   unitLayout(): UnitLayout | null {
     const layers = this.#layers;
     if (!layers) return null;
-    return { members: layers.master.members, shards: () => layers.master.shards(), gradShards: () => layers.working.gradShards() };
+    return {
+      members: layers.master.members, shards: () => layers.master.shards(), gradShards: () => layers.working.gradShards(),
+      // The working copy computes (and gathers); the masters are only ever updated.
+      finishMicroBatch: () => layers.working.finishMicroBatch(), release: () => layers.working.release(),
+    };
   }
 
   /** After a micro-batch's backward: its bf16 gradients go into the masters' fp32 gradients. */
   async accumulateGrads(): Promise<void> {
-    await runFusedOp('accumulate_grads', [...this.workingParams, ...this.masterParams]);
+    // (ZeRO-3: every weight may be in a unit, whose gradients are reduced in fp32 by the units.)
+    if (this.workingParams.length > 0) await runFusedOp('accumulate_grads', [...this.workingParams, ...this.masterParams]);
   }
 
   /** After an update (or a restore): the working copy takes the masters' values. */
   async refresh(): Promise<void> {
-    await runFusedOp('copy_params', [...this.workingParams, ...this.masterParams]);
+    if (this.workingParams.length > 0) await runFusedOp('copy_params', [...this.workingParams, ...this.masterParams]);
     const layers = this.#layers;
     if (layers) {
+      await layers.working.release();
       await scope(() => noGrad(async () => {
         const masters = layers.master.shards();
         for (const [u, slice] of layers.working.shards().entries()) await slice.copy_(masters[u]);

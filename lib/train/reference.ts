@@ -112,6 +112,8 @@ async function mix(policy: CausalLM, reference: CausalLM, alpha: number): Promis
   // rank mixes its own slices, with no traffic.
   const [from, to] = [policy.shardedLayers, reference.shardedLayers];
   if (!from !== !to) throw new UsageError('syncReference: the policy and the reference must both be ZeRO-3 sharded, or neither');
+  await from?.release();
+  await to?.release();
   await noGrad(async () => {
     for (const p of await policy.namedParameters()) {
       const r = refs.get(p.name);
