@@ -100,11 +100,13 @@ export async function resumeRun(run: RunParts, path: string): Promise<RunProgres
   }
   await run.policy.loadTrained(path); // the checkpoint folder: weights (one file, or shards with their index) or the adapter
   await run.mixed?.refresh(); // the bf16 working copy follows the restored fp32 masters
+  // TR-DPO's reference as it was synced. A checkpoint written without sync_ref_model has the
+  // initial reference, which the run has loaded already.
   const synced = syncedReference(run);
-  if (synced) {
-    const saved = join(path, REFERENCE_DIR);
-    if (!existsSync(saved)) throw new DataError(`${path} has no ${REFERENCE_DIR}/ (written before torch-dpo saved TR-DPO's synced reference): resume it with sync_ref_model off, or start again`);
-    await synced.loadTrained(saved);
+  const saved = join(path, REFERENCE_DIR);
+  if (synced && existsSync(saved)) await synced.loadTrained(saved);
+  else if (synced && state.config?.sync_ref_model) {
+    throw new DataError(`${path} has no ${REFERENCE_DIR}/ (written before torch-dpo saved TR-DPO's synced reference): its reference cannot be restored; start the run again`);
   }
   const file = run.optimizer.stateFile(rank);
   const tensors = readOptimizerState(path, file);
