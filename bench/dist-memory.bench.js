@@ -3,7 +3,8 @@
 // 1 thread each) on a llama-like ~100M model (hidden 768, 12 layers, GQA 12/4, SwiGLU 2048, vocab
 // 32000, tied), fp32, 2 pairs per rank, 3 DPO steps with a live reference. Per rank: peak RSS, the
 // CPU allocator's peak bytes in tensors, and bytes in tensors after the run (weights of policy and
-// reference, gradients, AdamW moments; activations are gone); seconds per step in collectives.
+// reference, gradients, AdamW moments; activations are gone); seconds per step in collectives; and
+// LoRA (r 16, all linears) and bf16 mixed precision at stages 0 and 3.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -13,12 +14,12 @@ const freePort = require('./free-port');
 const CLI = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
 const MODEL = { vocab_size: 32000, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 12, num_key_value_heads: 4, max_position_embeddings: 256, tie_word_embeddings: true };
 
-const WORKER = (dir, stage) => `
+const WORKER = (dir, { stage, extra }) => `
 const t = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
 (async () => {
   const trainer = await t.DPOTrainer.create({
     model: { architecture: 'llama', config: ${JSON.stringify(MODEL)} }, tokenizer_name_or_path: ${JSON.stringify(path.join(__dirname, '..', 'test', 'fixtures', 'tiny-gpt2'))},
-    train_dataset: ${JSON.stringify(path.join(dir, 'train.jsonl'))}, output_dir: ${JSON.stringify(path.join(dir, `out-${stage}`))}, zero_stage: ${stage},
+    train_dataset: ${JSON.stringify(path.join(dir, 'train.jsonl'))}, output_dir: ${JSON.stringify(path.join(dir, `out-${stage}`))}, zero_stage: ${stage}, ...${JSON.stringify(extra ?? {})},
     max_steps: 3, per_device_train_batch_size: 2, logging_steps: 1, report_to: [], save_strategy: 'no', save_final_model: false, cache_dir: false, learning_rate: 1e-5,
   });
   await trainer.train();
@@ -45,14 +46,18 @@ const t = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
   fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
   console.log('\nZeRO stages, 2 ranks × 1 thread (Gloo), llama-like 100M (tied, fp32), 2 pairs per rank, live reference; per rank (max of the two)');
   console.log('| stage | peak RSS | peak bytes in tensors | bytes in tensors after the run | step | waiting for layer gathers | gradient reduce-scatters | all-gather after the update |\n|---|---|---|---|---|---|---|---|');
-  for (const stage of [0, 1, 2, 3]) {
-    const run = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', process.execPath, '-e', WORKER(dir, stage)],
+  // LoRA (r 16 on every linear: the frozen base sharded at stage 3) and bf16 mixed precision (fp32 masters) at stages 0 and 3 too.
+  const lora = { use_peft: true, lora_r: 16, lora_alpha: 32, lora_target_modules: 'all-linear' };
+  const variants = [0, 1, 2, 3].map((stage) => ({ stage, label: String(stage) }))
+    .concat([0, 3].map((stage) => ({ stage, label: `${stage} + LoRA r 16`, extra: lora })), [0, 3].map((stage) => ({ stage, label: `${stage} + bf16 mixed`, extra: { bf16: true } })));
+  for (const variant of variants) {
+    const run = spawnSync(process.execPath, [CLI, 'launch', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--', process.execPath, '-e', WORKER(dir, variant)],
       { encoding: 'utf8', env: { ...process.env, TORCH_DPO_NUM_THREADS: '1' } });
     if (run.status !== 0) throw new Error(run.stderr);
     const ranks = run.stdout.trim().split('\n').map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, '')));
     const max = (key) => Math.max(...ranks.map((r) => r[key]));
     const comm = (key) => `${Math.max(...ranks.map((r) => r.commPerStep[key])).toFixed(2)} s`;
-    console.log(`| ${stage} | ${(max('peakRssMB') / 1024).toFixed(2)} GiB | ${(max('peakTensorMB') / 1024).toFixed(2)} GB | ${(max('tensorsAfterMB') / 1024).toFixed(2)} GB | ${max('stepSeconds').toFixed(1)} s | ${comm('gather')} | ${comm('reduceScatter')} | ${comm('allGather')} |`);
+    console.log(`| ${variant.label} | ${(max('peakRssMB') / 1024).toFixed(2)} GiB | ${(max('peakTensorMB') / 1024).toFixed(2)} GB | ${(max('tensorsAfterMB') / 1024).toFixed(2)} GB | ${max('stepSeconds').toFixed(1)} s | ${comm('gather')} | ${comm('reduceScatter')} | ${comm('allGather')} |`);
   }
   fs.rmSync(dir, { recursive: true, force: true });
 })().catch((err) => {

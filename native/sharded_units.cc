@@ -1,5 +1,6 @@
 #include "sharded_units.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "addon_state.h"
@@ -25,19 +26,25 @@ ShardedUnits::ShardedUnits(std::shared_ptr<GroupState> group, std::vector<std::v
       unit.total += p.numel();
     }
     unit.chunk = (unit.total + group_->size - 1) / group_->size;
-    at::Tensor flat = at::zeros({unit.chunk * group_->size}, unit.params[0].options().requires_grad(false));
+    // This rank's slice straight from the parameters' overlapping parts (no flat copy of the unit).
+    const int64_t from = group_->rank * unit.chunk;
+    const int64_t to = from + unit.chunk;
+    unit.shard = at::zeros({unit.chunk}, unit.params[0].options().requires_grad(false).device(options.device.value_or(unit.params[0].device())));
     int64_t offset = 0;
     for (const auto& p : unit.params) {
-      flat.narrow(0, offset, p.numel()).copy_(p.detach().reshape({-1}));
-      offset += p.numel();
+      const int64_t n = p.numel();
+      const int64_t start = std::max(from, offset);
+      const int64_t end = std::min(to, offset + n);
+      if (end > start) unit.shard.narrow(0, start - from, end - start).copy_(p.detach().reshape({-1}).narrow(0, start - offset, end - start));
+      offset += n;
     }
-    unit.shard = flat.narrow(0, group_->rank * unit.chunk, unit.chunk).clone();
     bool trainable = false;
     for (const auto& p : unit.params) trainable = trainable || p.requires_grad();
     if (trainable && options.grads) unit.gradShard = at::zeros({unit.chunk}, unit.shard.options().dtype(options.gradDtype.value_or(unit.shard.scalar_type())));
     units_.push_back(std::move(unit));
+    // The whole values go at once: sharding a big model never holds two copies of it.
+    Free(units_.size() - 1);
   }
-  for (size_t u = 0; u < units_.size(); ++u) Free(u);
 }
 
 void ShardedUnits::StartGather(Unit& unit) {
@@ -258,6 +265,14 @@ Napi::Value CreateShardedUnits(Napi::Env env, std::shared_ptr<GroupState> group,
   if (optionsValue.IsObject()) {
     Napi::Object o = optionsValue.As<Napi::Object>();
     if (o.Has("grads") && !o.Get("grads").IsUndefined()) options.grads = o.Get("grads").ToBoolean().Value();
+    if (o.Has("device") && o.Get("device").IsString()) {
+      const std::string name = o.Get("device").As<Napi::String>().Utf8Value();
+      try {
+        options.device = c10::Device(name);
+      } catch (const std::exception&) {
+        throw Napi::TypeError::New(env, "shardUnits: unknown device '" + name + "'");
+      }
+    }
     if (o.Has("gradDtype") && o.Get("gradDtype").IsString()) {
       const std::string name = o.Get("gradDtype").As<Napi::String>().Utf8Value();
       const auto dtype = ParseDtype(name);

@@ -25,6 +25,9 @@ struct UnitOptions {
   bool grads = true;
   // The gradient slices' dtype, and the dtype of the reduce-scatter (bf16 weights, fp32 gradients).
   c10::optional<at::ScalarType> gradDtype;
+  // Where the slices live and the units gather (default: the parameters' device). A model staged in
+  // host memory is sharded onto its GPU unit by unit: no device ever holds the whole model.
+  c10::optional<c10::Device> device;
 };
 
 // Where the units' collectives spent time, cumulative: seconds a gather was waited for (a prefetched

@@ -141,14 +141,16 @@ async function zero3Gaps(t, device = 'cuda', dtype = 'float32') {
   Object.assign(process.env, { RANK: '0', LOCAL_RANK: '0', WORLD_SIZE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(29400 + Math.floor(Math.random() * 500)) });
   const group = await t.ProcessGroup.init(t.distributedEnv(), { timeoutMs: 60000 });
   const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
-  const load = async () => {
-    const m = await t.createModel('qwen3', config, { init: false, dtype, device });
+  const load = async (on) => {
+    const m = await t.createModel('qwen3', config, { init: false, dtype, device: on });
     await m.loadSafetensors(FIXTURE);
     await m.eval();
     return m;
   };
-  const [plain, sharded] = [await load(), await load()];
-  const zero = await t.ZeroLayers.shard(sharded, group, dtype === 'bfloat16' ? { gradDtype: 'float32' } : {});
+  // The sharded one is staged in host memory and sharded onto the device (as the trainer does).
+  const [plain, sharded] = [await load(device), await load('cpu')];
+  const zero = await t.ZeroLayers.shard(sharded, group, { device, ...(dtype === 'bfloat16' ? { gradDtype: 'float32' } : {}) });
+  await sharded.to({ device });
   const ids = await (await t.randint(0, config.vocab_size, [2, 12])).to(device);
   const mask = await t.ones([2, 12], { dtype: 'int64', device });
   const lossOf = async (m) => (await (await (await m.forward(ids, mask)).to('float32')).logsumexp(2)).mean();

@@ -149,6 +149,8 @@ export interface UnitCommStats {
 export interface ShardUnitsOptions {
   grads?: boolean;
   gradDtype?: DType;
+  /** Where the slices live and the units gather (default: the parameters' device): a model staged in host memory is sharded onto its GPU. */
+  device?: string;
 }
 
 export type OpAttrValue = number | bigint | boolean | string | number[];

@@ -67,9 +67,9 @@ export class MixedPrecision {
    * reduce-scattered in fp32 as its backward ends: the accumulation stays fp32). Both use the same
    * layout, so an update reaches the working slices slice by slice, with no traffic.
    */
-  async shardLayers(master: CausalLM, group: ProcessGroup): Promise<void> {
-    const masterLayers = await ZeroLayers.shard(master, group, { grads: false });
-    const workingLayers = await ZeroLayers.shard(this.working, group, { gradDtype: 'float32' });
+  async shardLayers(master: CausalLM, group: ProcessGroup, device?: string): Promise<void> {
+    const masterLayers = await ZeroLayers.shard(master, group, { grads: false, device });
+    const workingLayers = await ZeroLayers.shard(this.working, group, { gradDtype: 'float32', device });
     this.#layers = { master: masterLayers, working: workingLayers };
     // The layers' parameters are empty at rest: only the replicated ones stay paired.
     const inUnits = new Set(masterLayers.members.flat().map((m) => m.name));

@@ -165,7 +165,12 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     const rankDevice = parallel?.device(device) ?? device;
     const loss = dpoLossConfigOf(c);
     const lora = c.use_peft;
-    const policy = await loadPolicy(c, rankDevice, notice, options.preferBuiltin);
+    const stage = zeroStageOf(optimizerConfigOf(c));
+    // ZeRO-3: the models are staged in host memory and sharded onto the device unit by unit, so no
+    // accelerator ever holds a whole model (host memory holds one, briefly). On the CPU the same path.
+    const staged = stage === 3 && parallel !== null;
+    const loadDevice = staged ? 'cpu' : rankDevice;
+    const policy = await loadPolicy(c, loadDevice, notice, options.preferBuiltin);
     made.push(policy);
     // Every rank starts from rank 0's weights.
     if (parallel) await scope(() => noGrad(async () => parallel.group.broadcast((await policy.namedParameters()).map((p) => p.tensor), 0)));
@@ -177,11 +182,14 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     faultPoint('setup:model-loaded');
     // The reference computes like the policy does (in bf16 under mixed precision); under LoRA it is
     // the policy with its adapters off.
-    let referenceModel = loss.reference_free ? null : lora ? policy.adaptersOff() : c.ref_model ? await loadReference(c.ref_model, rankDevice, c, options.preferBuiltin) : await (mixed?.working ?? policy).referenceCopy();
+    let referenceModel = loss.reference_free ? null : lora ? policy.adaptersOff() : c.ref_model ? await loadReference(c.ref_model, loadDevice, c, options.preferBuiltin) : await (mixed?.working ?? policy).referenceCopy();
     if (referenceModel) made.push(referenceModel);
-    // ZeRO-3: the policy's layers sharded over the ranks (the reference's once it is kept, below).
-    const stage = zeroStageOf(optimizerConfigOf(c));
-    if (stage === 3 && parallel) await (mixed ? mixed.shardLayers(policy, parallel.group) : ZeroLayers.shard(policy, parallel.group));
+    // ZeRO-3: the policy's weights sharded over the ranks (the reference's once it is kept, below);
+    // then what is in no unit (buffers, LoRA's adapters) follows onto the device.
+    if (stage === 3 && parallel) {
+      await (mixed ? mixed.shardLayers(policy, parallel.group, rankDevice) : ZeroLayers.shard(policy, parallel.group, { device: rankDevice }));
+      if (staged) for (const model of [policy, mixed?.working]) await model?.to({ device: rankDevice });
+    }
     stopIfAsked();
     const tokenizer = HfTokenizer.fromDir(c.tokenizer_name_or_path ?? c.model_name_or_path!);
     const layout = batchLayoutOf(c, tokenizer.padId, policy);
@@ -193,6 +201,8 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     checkPositions(policy, c, [...train.pairs, ...(evaluation?.pairs ?? [])]);
     stopIfAsked();
     let reference: Reference = referenceModel ? { kind: 'model', model: referenceModel } : { kind: 'none' };
+    // A staged reference that is precomputed runs whole, on the device.
+    if (staged && referenceModel && !lora && c.precompute_ref_log_probs) await referenceModel.to({ device: rankDevice });
     if (c.precompute_ref_log_probs && referenceModel) {
       // One pass with a temporary reference, then only the numbers are kept.
       const cacheDir = c.cache_dir === false ? null : join(c.cache_dir ?? dirname(defaultCacheDir()), 'reference');
@@ -205,7 +215,10 @@ export async function loadRun(config: TrainerConfig, options: LoadOptions = {}):
     }
     // A precomputing reference ran whole, once; a kept one is sharded like the policy.
     // (Under LoRA the reference is the policy's own sharded layers with the adapters off.)
-    if (stage === 3 && parallel && reference.kind === 'model' && !lora) await ZeroLayers.shard(reference.model, parallel.group);
+    if (stage === 3 && parallel && reference.kind === 'model' && !lora) {
+      await ZeroLayers.shard(reference.model, parallel.group, { device: rankDevice });
+      if (staged) await reference.model.to({ device: rankDevice });
+    }
     const sampler = samplerOf(c, train.pairs, parallel);
     // Handles of parameters the optimizer does not keep (frozen ones) end with this scope.
     const optimizer = await scope(async () => createOptimizer(await policy.namedParameters(), optimizerConfigOf(c), parallel?.group ?? null, mixed?.unitLayout() ?? policy.shardedLayers));
