@@ -92,6 +92,16 @@ export class ZeroLayers implements UnitLayout {
     return this.units.shards();
   }
 
+  /** Runs `use` with this rank's slices of the units' values; the handles end with it (the slices stay with the units). */
+  async withSlices<T>(use: (slices: Tensor[]) => Promise<T>): Promise<T> {
+    const slices = this.units.shards();
+    try {
+      return await use(slices);
+    } finally {
+      for (const slice of slices) slice.dispose();
+    }
+  }
+
   /** This rank's slice of each unit's gradient sum (null: frozen, or kept elsewhere). */
   gradShards(): (Tensor | null)[] {
     return this.units.gradShards();
@@ -148,7 +158,7 @@ export class ZeroLayers implements UnitLayout {
       writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(model.config, null, 2)}\n`);
       model.copyCompanionsTo(dir); // tokenizer and generation_config, as in every checkpoint
     }
-    await scope(() => writeUnitShards(dir, this.units.shards(), this.members, this.rank, this.size));
+    await this.withSlices((slices) => writeUnitShards(dir, slices, this.members, this.rank, this.size));
   }
 
   /** Reads what saveShards wrote (same world size): each rank its own slices, no traffic. */
@@ -156,7 +166,7 @@ export class ZeroLayers implements UnitLayout {
     await this.release();
     const replicated = new Set(this.replicated);
     await loadSafetensorsInto(model.module, join(dir, REPLICATED_FILE), { covers: (n) => replicated.has(n) });
-    await scope(() => readUnitShards(dir, this.units.shards(), this.members, this.rank, this.size));
+    await this.withSlices((slices) => readUnitShards(dir, slices, this.members, this.rank, this.size));
   }
 
   dispose(): void {

@@ -106,10 +106,9 @@ export class MixedPrecision {
     const layers = this.#layers;
     if (layers) {
       await layers.working.release();
-      await scope(() => noGrad(async () => {
-        const masters = layers.master.shards();
-        for (const [u, slice] of layers.working.shards().entries()) await slice.copy_(masters[u]);
-      }));
+      await noGrad(() => layers.master.withSlices((masters) => layers.working.withSlices(async (slices) => {
+        for (const [u, slice] of slices.entries()) await slice.copy_(masters[u]);
+      })));
     }
   }
 

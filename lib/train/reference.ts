@@ -122,11 +122,12 @@ async function mix(policy: CausalLM, reference: CausalLM, alpha: number): Promis
       await r.add_(p.tensor, alpha);
     }
     if (from && to) {
-      const slices = from.shards();
-      for (const [u, slice] of to.shards().entries()) {
-        await slice.mul_(1 - alpha);
-        await slice.add_(slices[u], alpha);
-      }
+      await from.withSlices((policySlices) => to.withSlices(async (slices) => {
+        for (const [u, slice] of slices.entries()) {
+          await slice.mul_(1 - alpha);
+          await slice.add_(policySlices[u], alpha);
+        }
+      }));
     }
   });
 }
