@@ -54,5 +54,5 @@ describe('demo frontier', () => {
     for (const name of ['DPO β 0.1', 'DPO β 1', 'best-of-N (SFT)']) expect(html).toContain(name);
     expect(html).toMatch(/<svg[^>]*aria-label="Reward against KL/);
     expect(lines.join('')).toMatch(/report: .*frontier\.html/);
-  });
+  }, 180_000); // SFT, sampling and five DPO runs: ~50 s alone, more beside another test worker on 2 cores
 });

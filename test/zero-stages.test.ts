@@ -7,6 +7,9 @@ import { readSafetensors } from '../lib/models/safetensors';
 import { freePort } from './support/free-port';
 
 const CLI = join(__dirname, '..', 'dist', 'cli', 'main.js'); // scripts/setup.sh builds dist/
+// Each test launches several 2-rank trainings: 20–50 s alone, up to twice that beside another test
+// worker on a 2-core machine.
+jest.setTimeout(180_000);
 const MODEL = join(__dirname, 'fixtures', 'tiny-gpt2');
 
 function project(): { dir: string; config: string } {
