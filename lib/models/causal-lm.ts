@@ -169,8 +169,8 @@ export class CausalLM {
    * What training changes, for checkpoints and final/: the adapters as PEFT files under LoRA, else
    * the whole model in HF layout.
    */
-  async saveTrained(dir: string, options: { writes?: boolean } = {}): Promise<void> {
-    if (!this.info.adapters) return this.exportSafetensors(dir, options);
+  async saveTrained(dir: string): Promise<void> {
+    if (!this.info.adapters) return this.exportSafetensors(dir);
     await writeAdapterFiles(this.module, this.info.adapters, dir, this.info.path ?? null);
     this.copyCompanionsTo(dir);
   }
